@@ -1,0 +1,97 @@
+/*
+ * libkrun.h — the libkrun C ABI as implemented by krunlet.
+ *
+ * krunlet's library is installed as libkrun.so.1 so that crun's krun handler
+ * and launchers written for libkrun can load it unchanged. Function names,
+ * argument types and return conventions match libkrun: every call returns 0
+ * (or a non-negative id) on success and a negative errno on failure.
+ */
+#ifndef KRUNLET_LIBKRUN_H
+#define KRUNLET_LIBKRUN_H
+
+#include <inttypes.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Log levels for krun_set_log_level. */
+#define KRUN_LOG_LEVEL_OFF 0
+#define KRUN_LOG_LEVEL_ERROR 1
+#define KRUN_LOG_LEVEL_WARN 2
+#define KRUN_LOG_LEVEL_INFO 3
+#define KRUN_LOG_LEVEL_DEBUG 4
+#define KRUN_LOG_LEVEL_TRACE 5
+
+/* The virtio-fs tag of the root filesystem. */
+#define KRUN_FS_ROOT_TAG "/dev/root"
+
+/* Messages at or below `level` go to stderr (0 = off .. 5 = trace). */
+int32_t krun_set_log_level(uint32_t level);
+
+/* Create a configuration context; returns its id (>= 0). Cheap: crun calls it
+ * for `exec` and `update` too. */
+int32_t krun_create_ctx(void);
+
+/* Free a context that was not started. */
+int32_t krun_free_ctx(uint32_t ctx_id);
+
+/* vCPUs (1..16) and guest RAM in MiB. */
+int32_t krun_set_vm_config(uint32_t ctx_id, uint8_t num_vcpus, uint32_t ram_mib);
+
+/* Serve `root_path` as the guest's root filesystem over virtio-fs. */
+int32_t krun_set_root(uint32_t ctx_id, const char *root_path);
+
+/* Share a host directory under a tag; the tag KRUN_FS_ROOT_TAG makes it the
+ * root. shm_size (a DAX window in libkrun) is accepted and ignored: krunlet
+ * has no DAX. krun_add_virtiofs3 makes the share read-only on the host side. */
+int32_t krun_add_virtiofs(uint32_t ctx_id, const char *c_tag, const char *c_path);
+int32_t krun_add_virtiofs2(uint32_t ctx_id, const char *c_tag, const char *c_path, uint64_t shm_size);
+int32_t krun_add_virtiofs3(uint32_t ctx_id, const char *c_tag, const char *c_path, uint64_t shm_size,
+                           bool read_only);
+
+/* The workload: exec_path plus argv (NULL-terminated, without argv[0]) and
+ * envp (NULL-terminated; NULL means this process's environment). */
+int32_t krun_set_exec(uint32_t ctx_id, const char *exec_path, const char *const argv[],
+                      const char *const envp[]);
+
+/* Environment for the workload (NULL means this process's environment). */
+int32_t krun_set_env(uint32_t ctx_id, const char *const envp[]);
+
+/* Working directory of the workload, inside the guest. */
+int32_t krun_set_workdir(uint32_t ctx_id, const char *workdir_path);
+
+/* rlimits for the workload, each "RESOURCE=CUR:MAX" with RESOURCE the numeric
+ * RLIMIT_* id; NULL-terminated. */
+int32_t krun_set_rlimits(uint32_t ctx_id, const char *const rlimits[]);
+
+/* Send the console's output to a file instead of stdout, and ignore stdin. */
+int32_t krun_set_console_output(uint32_t ctx_id, const char *c_filepath);
+
+/* Maximum vCPUs for krun_set_vm_config. */
+int32_t krun_get_max_vcpus(void);
+
+/* Boot the microVM and run the workload. On success this never returns: the
+ * process exits with the workload's status (128+N when killed by signal N;
+ * 125 when krunlet or init failed, 126 when the command cannot be executed,
+ * 127 when it is not found, 124 when the guest kernel crashed). It returns a
+ * negative errno only when the configuration is unusable. */
+int32_t krun_start_enter(uint32_t ctx_id);
+
+/* krunlet extension: print one line to stderr when the VM ends,
+ * "boot-trace: setup_ms=... kernel_ms=... init_to_exit_ms=... total_ms=...".
+ * Setting KRUNLET_BOOT_TRACE=1 in the environment does the same. */
+int32_t krunlet_set_boot_trace(uint32_t ctx_id, bool enabled);
+
+/* krunlet extension: words appended to the guest kernel's command line
+ * (later words win, e.g. a second init=). */
+int32_t krunlet_set_kernel_cmdline(uint32_t ctx_id, const char *extra);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* KRUNLET_LIBKRUN_H */

@@ -1,0 +1,301 @@
+// The exported libkrun C ABI. Each function validates its arguments, updates
+// the context, and returns 0 or -errno; no exception crosses this boundary.
+// Only krun_start_enter ends the process, with the workload's exit code.
+#include "libkrun.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "capi/context.h"
+#include "vmm/terminal.h"
+#include "vmm/vm.h"
+
+extern char** environ;
+
+namespace {
+
+using krunlet::capi::Context;
+using krunlet::capi::ContextTable;
+
+constexpr uint32_t kMaxVcpus = 16;
+constexpr uint32_t kMinRamMib = 32;
+constexpr uint32_t kMaxRamMib = 256 * 1024;
+constexpr size_t kMaxTagLen = 36;  // virtio 1.2 §5.11.4: tag is 36 bytes
+
+void log_error(const std::string& msg) {
+    if (ContextTable::instance().log_level() >= KRUN_LOG_LEVEL_ERROR)
+        std::fprintf(stderr, "krunlet: %s\n", msg.c_str());
+}
+
+// Runs fn and turns any exception (allocation failure) into -ENOMEM.
+template <class Fn>
+int32_t guarded(Fn&& fn) noexcept {
+    try {
+        return fn();
+    } catch (...) {
+        return -ENOMEM;
+    }
+}
+
+std::vector<std::string> string_list(const char* const* list) {
+    std::vector<std::string> out;
+    for (; list != nullptr && *list != nullptr; ++list) out.emplace_back(*list);
+    return out;
+}
+
+int32_t check_dir(const char* path, const char* what) {
+    if (path == nullptr || *path == '\0') return -EINVAL;
+    struct stat st{};
+    if (::stat(path, &st) != 0) {
+        int e = errno;
+        log_error(std::string(what) + " " + path + ": " + std::strerror(e));
+        return -e;
+    }
+    if (!S_ISDIR(st.st_mode)) {
+        log_error(std::string(what) + " " + path + " is not a directory");
+        return -ENOTDIR;
+    }
+    return 0;
+}
+
+int32_t add_share(uint32_t ctx_id, const char* tag, const char* path, bool read_only) {
+    if (tag == nullptr || *tag == '\0' || std::strlen(tag) > kMaxTagLen) return -EINVAL;
+    if (int32_t r = check_dir(path, "virtio-fs share"); r != 0) return r;
+    return ContextTable::instance().with(ctx_id, [&](Context& c) {
+        for (auto& s : c.config.shares) {
+            if (s.tag == tag) {
+                s.host_dir = path;
+                s.read_only = read_only;
+                return 0;
+            }
+        }
+        krunlet::FsShare share{tag, path, read_only};
+        // The root always goes first: it gets the first virtio-mmio slot.
+        if (share.tag == KRUN_FS_ROOT_TAG)
+            c.config.shares.insert(c.config.shares.begin(), share);
+        else
+            c.config.shares.push_back(share);
+        return 0;
+    });
+}
+
+bool valid_rlimit(const std::string& s) {
+    // "ID=CUR:MAX", all decimal.
+    auto eq = s.find('='), colon = s.find(':');
+    if (eq == std::string::npos || colon == std::string::npos || eq == 0 || colon < eq + 2 ||
+        colon + 1 >= s.size())
+        return false;
+    auto digits = [](std::string_view v) {
+        return !v.empty() && v.find_first_not_of("0123456789") == std::string_view::npos;
+    };
+    std::string_view v(s);
+    return digits(v.substr(0, eq)) && digits(v.substr(eq + 1, colon - eq - 1)) && digits(v.substr(colon + 1));
+}
+
+void print_boot_trace(const krunlet::BootTrace& t) {
+    auto ms = [](uint64_t a, uint64_t b) { return (b > a && a != 0) ? double(b - a) / 1e6 : 0.0; };
+    std::fprintf(stderr, "boot-trace: setup_ms=%.3f kernel_ms=%.3f init_to_exit_ms=%.3f total_ms=%.3f\n",
+                 ms(t.start_ns, t.first_run_ns), ms(t.first_run_ns, t.init_ns), ms(t.init_ns, t.end_ns),
+                 ms(t.start_ns, t.end_ns));
+}
+
+}  // namespace
+
+extern "C" {
+
+int32_t krun_set_log_level(uint32_t level) {
+    if (level > KRUN_LOG_LEVEL_TRACE) return -EINVAL;
+    ContextTable::instance().set_log_level(level);
+    return 0;
+}
+
+int32_t krun_create_ctx(void) {
+    return guarded([] {
+        auto ctx = std::make_unique<Context>();
+        ctx->created_ns = krunlet::monotonic_ns();
+        // Map the kernel now: crun >= 1.21 calls this on the host, before the
+        // container's mount namespace hides the file (mmap is cheap).
+        auto k = krunlet::KernelFile::open_default();
+        if (k.ok())
+            ctx->kernel.emplace(std::move(k).value());
+        else
+            ctx->kernel_error = k.error().message;
+        return ContextTable::instance().create(std::move(ctx));
+    });
+}
+
+int32_t krun_free_ctx(uint32_t ctx_id) {
+    return ContextTable::instance().take(ctx_id) ? 0 : -ENOENT;
+}
+
+int32_t krun_set_vm_config(uint32_t ctx_id, uint8_t num_vcpus, uint32_t ram_mib) {
+    if (num_vcpus == 0 || num_vcpus > kMaxVcpus) {
+        log_error("vCPU count must be 1.." + std::to_string(kMaxVcpus));
+        return -EINVAL;
+    }
+    if (ram_mib < kMinRamMib || ram_mib > kMaxRamMib) {
+        log_error("guest RAM must be " + std::to_string(kMinRamMib) + ".." + std::to_string(kMaxRamMib) + " MiB");
+        return -EINVAL;
+    }
+    return ContextTable::instance().with(ctx_id, [&](Context& c) {
+        c.config.vcpus = num_vcpus;
+        c.config.ram_mib = ram_mib;
+        return 0;
+    });
+}
+
+int32_t krun_set_root(uint32_t ctx_id, const char* root_path) {
+    return guarded([&] { return add_share(ctx_id, KRUN_FS_ROOT_TAG, root_path, false); });
+}
+
+int32_t krun_add_virtiofs(uint32_t ctx_id, const char* c_tag, const char* c_path) {
+    return guarded([&] { return add_share(ctx_id, c_tag, c_path, false); });
+}
+
+int32_t krun_add_virtiofs2(uint32_t ctx_id, const char* c_tag, const char* c_path, uint64_t) {
+    return guarded([&] { return add_share(ctx_id, c_tag, c_path, false); });
+}
+
+int32_t krun_add_virtiofs3(uint32_t ctx_id, const char* c_tag, const char* c_path, uint64_t, bool read_only) {
+    return guarded([&] { return add_share(ctx_id, c_tag, c_path, read_only); });
+}
+
+int32_t krun_set_exec(uint32_t ctx_id, const char* exec_path, const char* const argv[], const char* const envp[]) {
+    if (exec_path == nullptr || *exec_path == '\0') return -EINVAL;
+    return guarded([&] {
+        std::vector<std::string> args{exec_path};
+        for (auto& a : string_list(argv)) args.push_back(std::move(a));
+        auto env = string_list(envp != nullptr ? envp : environ);
+        return ContextTable::instance().with(ctx_id, [&](Context& c) {
+            c.config.workload.args = std::move(args);
+            c.config.workload.env = std::move(env);
+            return 0;
+        });
+    });
+}
+
+int32_t krun_set_env(uint32_t ctx_id, const char* const envp[]) {
+    return guarded([&] {
+        auto env = string_list(envp != nullptr ? envp : environ);
+        for (const auto& e : env)
+            if (e.find('=') == std::string::npos || e.front() == '=') return -EINVAL;
+        return ContextTable::instance().with(ctx_id, [&](Context& c) {
+            c.config.workload.env = std::move(env);
+            return 0;
+        });
+    });
+}
+
+int32_t krun_set_workdir(uint32_t ctx_id, const char* workdir_path) {
+    if (workdir_path == nullptr || *workdir_path == '\0') return -EINVAL;
+    return guarded([&] {
+        return ContextTable::instance().with(ctx_id, [&](Context& c) {
+            c.config.workload.workdir = workdir_path;
+            return 0;
+        });
+    });
+}
+
+int32_t krun_set_rlimits(uint32_t ctx_id, const char* const rlimits[]) {
+    return guarded([&] {
+        auto list = string_list(rlimits);
+        for (const auto& r : list) {
+            if (!valid_rlimit(r)) {
+                log_error("bad rlimit \"" + r + "\": use RESOURCE=CUR:MAX with numbers, e.g. 7=1024:4096");
+                return -EINVAL;
+            }
+        }
+        return ContextTable::instance().with(ctx_id, [&](Context& c) {
+            c.config.workload.rlimits = std::move(list);
+            return 0;
+        });
+    });
+}
+
+int32_t krun_set_console_output(uint32_t ctx_id, const char* c_filepath) {
+    if (c_filepath == nullptr || *c_filepath == '\0') return -EINVAL;
+    return guarded([&] {
+        krunlet::UniqueFd fd(::open(c_filepath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+        if (!fd.valid()) {
+            int e = errno;
+            log_error(std::string("console output ") + c_filepath + ": " + std::strerror(e));
+            return -e;
+        }
+        return ContextTable::instance().with(ctx_id, [&](Context& c) {
+            c.console_out_file = std::move(fd);
+            c.config.console_out = c.console_out_file.get();
+            c.config.console_in = -1;  // libkrun ignores stdin in this mode
+            return 0;
+        });
+    });
+}
+
+int32_t krun_get_max_vcpus(void) { return int32_t(kMaxVcpus); }
+
+int32_t krunlet_set_boot_trace(uint32_t ctx_id, bool enabled) {
+    return ContextTable::instance().with(ctx_id, [&](Context& c) {
+        c.boot_trace = enabled;
+        return 0;
+    });
+}
+
+int32_t krunlet_set_kernel_cmdline(uint32_t ctx_id, const char* extra) {
+    if (extra == nullptr) return -EINVAL;
+    return guarded([&] {
+        return ContextTable::instance().with(ctx_id, [&](Context& c) {
+            c.config.kernel_cmdline_extra = extra;
+            return 0;
+        });
+    });
+}
+
+int32_t krun_start_enter(uint32_t ctx_id) {
+    std::unique_ptr<Context> ctx = ContextTable::instance().take(ctx_id);
+    if (!ctx) return -ENOENT;
+    int code = krunlet::kExitVmmError;
+    try {
+        auto& cfg = ctx->config;
+        cfg.log_level = int(ContextTable::instance().log_level());
+        if (cfg.shares.empty() || cfg.shares.front().tag != KRUN_FS_ROOT_TAG) {
+            log_error("no root filesystem: call krun_set_root (or krun_add_virtiofs with tag /dev/root)");
+            return -EINVAL;
+        }
+        if (!ctx->kernel) {
+            auto k = krunlet::KernelFile::open_default();
+            if (!k.ok()) {
+                log_error(ctx->kernel_error.empty() ? k.error().message : ctx->kernel_error);
+                return -k.error().code;
+            }
+            ctx->kernel.emplace(std::move(k).value());
+        }
+        cfg.kernel = ctx->kernel->bytes();
+        auto vm = krunlet::Vm::create(cfg, ctx->created_ns);
+        if (!vm.ok()) {
+            log_error(vm.error().message);
+            return -vm.error().code;
+        }
+        krunlet::VmOutcome outcome;
+        {
+            krunlet::RawTerminal raw(cfg.console_in);
+            outcome = (*vm)->run();
+        }
+        const char* env_trace = std::getenv("KRUNLET_BOOT_TRACE");
+        if (ctx->boot_trace || (env_trace != nullptr && std::strcmp(env_trace, "1") == 0))
+            print_boot_trace(outcome.trace);
+        if (!outcome.status_from_guest) log_error(outcome.reason);
+        code = outcome.exit_code;
+    } catch (...) {
+        log_error("out of memory while starting the VM");
+    }
+    std::fflush(stdout);
+    std::exit(code);
+}
+
+}  // extern "C"

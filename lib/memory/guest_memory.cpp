@@ -1,0 +1,72 @@
+#include "memory/guest_memory.h"
+
+#include <sys/mman.h>
+
+#include <algorithm>
+
+namespace krunlet {
+
+Result<GuestMemory> GuestMemory::create(uint64_t ram_bytes, uint64_t hole_start, uint64_t hole_end) {
+    constexpr uint64_t kPage = 4096;
+    if (ram_bytes == 0 || ram_bytes % kPage != 0)
+        return make_error(EINVAL, "guest RAM must be a non-zero multiple of 4 KiB");
+    if (hole_start > hole_end || hole_start % kPage != 0 || hole_end % kPage != 0)
+        return make_error(EINVAL, "bad MMIO hole");
+
+    GuestMemory mem;
+    auto add = [&](uint64_t gpa, uint64_t size) -> Result<void> {
+        // MAP_NORESERVE: the guest gets address space, not committed memory;
+        // pages are faulted in only when the guest touches them.
+        void* p = ::mmap(nullptr, size, PROT_READ | PROT_WRITE,
+                         MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        if (p == MAP_FAILED) return errno_error("mmap of guest RAM");
+        // THP lets KVM map guest RAM with 2 MiB pages (fewer EPT/NPT walks).
+        ::madvise(p, size, MADV_HUGEPAGE);
+        mem.owned_.emplace_back(p, size);
+        mem.regions_.push_back(MemoryRegion{gpa, size, static_cast<uint8_t*>(p)});
+        return {};
+    };
+    uint64_t low = std::min(ram_bytes, hole_start);
+    KRUNLET_CHECK(add(0, low));
+    if (ram_bytes > low) KRUNLET_CHECK(add(hole_end, ram_bytes - low));
+    return mem;
+}
+
+GuestMemory GuestMemory::wrap(std::vector<MemoryRegion> regions) {
+    GuestMemory mem;
+    mem.regions_ = std::move(regions);
+    return mem;
+}
+
+uint64_t GuestMemory::total_size() const {
+    uint64_t n = 0;
+    for (const auto& r : regions_) n += r.size;
+    return n;
+}
+
+uint8_t* GuestMemory::translate(uint64_t gpa, uint64_t len) const {
+    for (const auto& r : regions_) {
+        if (gpa < r.gpa) continue;
+        uint64_t off = gpa - r.gpa;
+        // Written as two comparisons so that off + len can never overflow.
+        if (off > r.size || len > r.size - off) continue;
+        return r.host + off;
+    }
+    return nullptr;
+}
+
+bool GuestMemory::read(uint64_t gpa, void* dst, size_t len) const {
+    const uint8_t* src = translate(gpa, len);
+    if (src == nullptr) return false;
+    std::memcpy(dst, src, len);
+    return true;
+}
+
+bool GuestMemory::write(uint64_t gpa, const void* src, size_t len) const {
+    uint8_t* dst = translate(gpa, len);
+    if (dst == nullptr) return false;
+    std::memcpy(dst, src, len);
+    return true;
+}
+
+}  // namespace krunlet

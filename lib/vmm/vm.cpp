@@ -1,0 +1,443 @@
+// The VM builder and run loop. Vm::create reads top to bottom: KVM, memory,
+// kernel, one attach_* per device, command line and boot structures, vCPUs.
+// Vm::run starts the event loop and one thread per vCPU and waits for the
+// first of: the exit status from init, a guest reset, a fatal vCPU exit.
+#include "vmm/vm.h"
+
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdio>
+#include <cstring>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "arch/x86/boot_params.h"
+#include "arch/x86/cpuid.h"
+#include "arch/x86/elf_loader.h"
+#include "arch/x86/layout.h"
+#include "arch/x86/mptable.h"
+#include "arch/x86/vcpu_setup.h"
+#include "devices/console.h"
+#include "devices/fs.h"
+#include "devices/rng.h"
+#include "devices/vsock.h"
+#include "init/init_blob.h"
+#include "kvm/kvm.h"
+#include "memory/guest_memory.h"
+#include "virtiofs/server.h"
+#include "vmm/control_channel.h"
+#include "vmm/device_slot.h"
+#include "vmm/event_loop.h"
+#include "vmm/legacy_io.h"
+
+namespace krunlet {
+
+uint64_t monotonic_ns() {
+    timespec ts{};
+    ::clock_gettime(CLOCK_MONOTONIC, &ts);
+    return uint64_t(ts.tv_sec) * 1'000'000'000ull + uint64_t(ts.tv_nsec);
+}
+
+namespace {
+
+// vCPU threads are kicked out of KVM_RUN with this signal; its handler does
+// nothing, it only makes the ioctl return EINTR (immediate_exit covers the
+// race where the signal lands before the ioctl).
+int kick_signal() { return SIGRTMIN + 1; }
+
+void install_kick_handler() {
+    static std::once_flag once;
+    std::call_once(once, [] {
+        struct sigaction sa{};
+        sa.sa_handler = [](int) {};
+        sigemptyset(&sa.sa_mask);
+        sa.sa_flags = 0;  // no SA_RESTART: KVM_RUN must return
+        ::sigaction(kick_signal(), &sa, nullptr);
+    });
+}
+
+// The root share's virtio-fs tag as the guest sees it. The API calls it
+// "/dev/root" (libkrun's KRUN_FS_ROOT_TAG), but Linux strips "/dev/" from
+// root= and mounts a device-less root (mount_nodev_root in init/do_mounts.c)
+// by the remaining name, so the guest-side tag must not start with /dev/.
+// That path needs no block layer in the guest kernel.
+constexpr const char* kGuestRootTag = "krunlet-root";
+
+// The base kernel command line (DESIGN.md §2). io_delay=none keeps the
+// kernel off port 0x80, which is init's timing port.
+constexpr const char* kBaseCmdline =
+    "reboot=k panic=-1 nomodule console=hvc0 root=krunlet-root rootfstype=virtiofs rw quiet no-kvmapf "
+    "io_delay=none init=/init.krun";
+
+// The control service on the vsock device, bridging to ControlChannel.
+class ControlService final : public devices::VsockService {
+public:
+    explicit ControlService(ControlChannel& channel) : channel_(channel) {}
+    void on_connect(devices::VsockStream& stream) override {
+        if (channel_.connected()) {
+            stream.close();  // one control connection per VM
+            return;
+        }
+        stream_ = &stream;
+        channel_.on_connect([this](std::span<const uint8_t> b) { return stream_ != nullptr && stream_->send(b); });
+    }
+    void on_data(devices::VsockStream& stream, std::span<const uint8_t> bytes) override {
+        if (&stream == stream_) channel_.on_data(bytes);
+    }
+    void on_close(devices::VsockStream& stream) override {
+        if (&stream != stream_) return;
+        stream_ = nullptr;
+        channel_.on_close();
+    }
+
+private:
+    ControlChannel& channel_;
+    devices::VsockStream* stream_ = nullptr;
+};
+
+}  // namespace
+
+struct Vm::Impl {
+    VmConfig config;
+    BootTrace trace;
+    std::optional<Kvm> kvm;
+    std::optional<VmFd> vm;
+    std::optional<GuestMemory> mem;
+    std::unique_ptr<EventLoop> loop;
+    std::vector<std::unique_ptr<DeviceSlot>> slots;
+    std::vector<Vcpu> vcpus;
+    std::unique_ptr<ControlChannel> control;
+    std::shared_ptr<ControlService> control_service;
+    x86::KernelCmdline cmdline;
+
+    // How the VM ends: the first request_stop wins.
+    std::mutex end_mu;
+    std::condition_variable end_cv;
+    bool ended = false;
+    int end_code = kExitVmmError;
+    std::string end_reason;
+    bool guest_reset = false;  // decided after the final drain
+    std::atomic<bool> stopping{false};
+    std::unique_ptr<std::atomic<bool>[]> vcpu_done;  // set by each vCPU thread as it leaves
+    UniqueFd null_input;  // the console's input when the caller gives none
+
+    // --- builder steps -------------------------------------------------
+    Result<void> attach(std::unique_ptr<LockedDeviceEnv> env, Result<std::unique_ptr<virtio::Device>> dev);
+    Result<void> attach_console();
+    Result<void> attach_fs(const FsShare& share);
+    Result<void> attach_rng();
+    Result<void> attach_vsock();
+
+    // --- running -------------------------------------------------------
+    void vcpu_main(size_t index);
+    void handle_mmio(kvm_run* run);
+    void end(int code, std::string reason, bool reset);
+};
+
+Result<void> Vm::Impl::attach(std::unique_ptr<LockedDeviceEnv> env, Result<std::unique_ptr<virtio::Device>> dev) {
+    if (!dev.ok()) return dev.error();
+    auto n = uint32_t(slots.size());
+    if (n >= x86::kMaxVirtioDevices) return make_error(ENOSPC, "too many virtio devices");
+    uint64_t base = x86::virtio_mmio_addr(n);
+    uint32_t gsi = x86::virtio_mmio_gsi(n);
+    auto slot = DeviceSlot::create(*vm, *loop, *mem, std::move(env), std::move(dev).value(), base, gsi);
+    if (!slot.ok()) return slot.error();
+    KRUNLET_CHECK(cmdline.append_virtio_mmio(base, gsi));
+    slots.push_back(std::move(slot).value());
+    return {};
+}
+
+Result<void> Vm::Impl::attach_console() {
+    auto env = std::make_unique<LockedDeviceEnv>(*loop);
+    int in = config.console_in;
+    if (in < 0) {
+        null_input = UniqueFd(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+        in = null_input.get();
+    }
+    auto dev = devices::ConsoleDevice::create(*env, in, config.console_out);
+    if (!dev.ok()) return dev.error();
+    return attach(std::move(env), std::unique_ptr<virtio::Device>(std::move(dev).value()));
+}
+
+Result<void> Vm::Impl::attach_fs(const FsShare& share) {
+    fs::ServerConfig sc;
+    sc.root_dir = share.host_dir;
+    sc.read_only = share.read_only;
+    // Only the root share carries init.
+    bool root = share.tag == "/dev/root";
+    if (root) sc.init_binary = init_binary();
+    auto server = fs::Server::create(std::move(sc));
+    if (!server.ok()) return server.error();
+    auto dev = devices::FsDevice::create(root ? kGuestRootTag : share.tag, std::move(server).value());
+    if (!dev.ok()) return dev.error();
+    return attach(nullptr, std::unique_ptr<virtio::Device>(std::move(dev).value()));
+}
+
+Result<void> Vm::Impl::attach_rng() {
+    auto dev = devices::RngDevice::create();
+    if (!dev.ok()) return dev.error();
+    return attach(nullptr, std::unique_ptr<virtio::Device>(std::move(dev).value()));
+}
+
+Result<void> Vm::Impl::attach_vsock() {
+    auto env = std::make_unique<LockedDeviceEnv>(*loop);
+    auto dev = devices::VsockDevice::create(control::kGuestCid);
+    if (!dev.ok()) return dev.error();
+    bool tty = config.console_out >= 0 && ::isatty(config.console_out) != 0;
+    control = std::make_unique<ControlChannel>(config.workload, tty, [this](int code) {
+        trace.end_ns = monotonic_ns();
+        end(code, "workload exited", false);
+    });
+    control_service = std::make_shared<ControlService>(*control);
+    KRUNLET_CHECK((*dev)->add_service(control::kControlPort, control_service));
+    return attach(std::move(env), std::unique_ptr<virtio::Device>(std::move(dev).value()));
+}
+
+Result<std::unique_ptr<Vm>> Vm::create(const VmConfig& config, uint64_t start_ns) {
+    auto impl = std::make_unique<Impl>();
+    Impl& m = *impl;
+    m.config = config;
+    m.trace.start_ns = start_ns != 0 ? start_ns : monotonic_ns();
+    if (config.vcpus == 0 || config.vcpus > 16) return make_error(EINVAL, "vCPU count must be 1..16");
+    if (config.kernel.empty()) return make_error(EINVAL, "no guest kernel");
+
+    KRUNLET_CHECK(Kvm::check_can_run_linux());
+    auto kvm = Kvm::create();
+    if (!kvm.ok()) return kvm.error();
+    m.kvm.emplace(std::move(kvm).value());
+    auto vm = m.kvm->create_vm();
+    if (!vm.ok()) return vm.error();
+    m.vm.emplace(std::move(vm).value());
+
+    // Memory: RAM around the MMIO hole, one KVM slot per region.
+    auto mem = GuestMemory::create(uint64_t(config.ram_mib) << 20, x86::kMmioHoleStart, x86::kMmioHoleEnd);
+    if (!mem.ok()) return mem.error();
+    m.mem.emplace(std::move(mem).value());
+    uint32_t slot = 0;
+    for (const auto& r : m.mem->regions())
+        KRUNLET_CHECK(m.vm->set_user_memory_region(slot++, r.gpa, r.size, r.host));
+    KRUNLET_CHECK(m.vm->set_tss_addr(x86::kKvmTssAddr));
+    KRUNLET_CHECK(m.vm->set_identity_map_addr(x86::kKvmIdentityMapAddr));
+    KRUNLET_CHECK(m.vm->create_irqchip());
+    KRUNLET_CHECK(m.vm->create_pit2());
+
+    auto kernel = x86::load_elf_kernel(config.kernel, *m.mem);
+    if (!kernel.ok()) return kernel.error();
+
+    auto loop = EventLoop::create();
+    if (!loop.ok()) return loop.error();
+    m.loop = std::move(loop).value();
+
+    // Devices, in virtio-mmio slot order: the root filesystem first.
+    KRUNLET_CHECK(m.cmdline.append(kBaseCmdline));
+    KRUNLET_CHECK(m.attach_console());
+    for (const auto& share : config.shares) KRUNLET_CHECK(m.attach_fs(share));
+    KRUNLET_CHECK(m.attach_vsock());
+    KRUNLET_CHECK(m.attach_rng());
+    if (!config.kernel_cmdline_extra.empty()) KRUNLET_CHECK(m.cmdline.append(config.kernel_cmdline_extra));
+
+    // Boot structures: zero page + e820 + command line, MP table.
+    KRUNLET_CHECK(x86::write_boot_params(*m.mem, m.cmdline));
+    if (auto mp = x86::mp::write_mptable(*m.mem, config.vcpus); !mp.ok()) return mp.error();
+    KRUNLET_CHECK(x86::write_boot_tables(*m.mem));
+
+    auto supported = m.kvm->get_supported_cpuid();
+    if (!supported.ok()) return supported.error();
+    for (uint32_t i = 0; i < config.vcpus; ++i) {
+        auto vcpu = m.vm->create_vcpu(i);
+        if (!vcpu.ok()) return vcpu.error();
+        x86::CpuidConfig cc;
+        cc.vcpu_id = i;
+        cc.ncpus = config.vcpus;
+        cc.tsc_deadline = m.kvm->has_tsc_deadline_timer();
+        auto cpuid = x86::filter_cpuid(*supported, cc);
+        if (!cpuid.ok()) return cpuid.error();
+        if (i == 0)
+            KRUNLET_CHECK(x86::setup_boot_vcpu(*vcpu, *cpuid, kernel->entry));
+        else
+            KRUNLET_CHECK(x86::setup_ap_vcpu(*vcpu, *cpuid));
+        m.vcpus.push_back(std::move(vcpu).value());
+    }
+    install_kick_handler();
+    return std::unique_ptr<Vm>(new Vm(std::move(impl)));
+}
+
+Vm::Vm(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Vm::~Vm() = default;
+
+void Vm::Impl::end(int code, std::string reason, bool reset) {
+    {
+        std::lock_guard lock(end_mu);
+        if (ended) return;
+        ended = true;
+        end_code = code;
+        end_reason = std::move(reason);
+        guest_reset = reset;
+    }
+    end_cv.notify_all();
+}
+
+void Vm::request_stop(int exit_code, const char* reason) { impl_->end(exit_code, reason, false); }
+
+void Vm::forward_signal(int signo) {
+    // Runs the send on whatever thread calls; the vsock device expects the
+    // loop thread, so this is wired by the signal-forwarding issue.
+    (void)signo;
+}
+
+void Vm::Impl::handle_mmio(kvm_run* run) {
+    uint64_t addr = run->mmio.phys_addr;
+    uint32_t len = run->mmio.len;
+    if (len > sizeof run->mmio.data) return;
+    for (auto& s : slots) {
+        if (addr < s->base() || addr - s->base() >= virtio::MmioTransport::kWindowSize) continue;
+        uint64_t off = addr - s->base();
+        std::span<uint8_t> data(run->mmio.data, len);
+        if (run->mmio.is_write)
+            s->transport().write(off, data);
+        else
+            s->transport().read(off, data);
+        return;
+    }
+    // Nothing there: reads see all-ones, as on a real bus.
+    if (!run->mmio.is_write) std::memset(run->mmio.data, 0xff, len);
+}
+
+void Vm::Impl::vcpu_main(size_t index) {
+    Vcpu& vcpu = vcpus[index];
+    char name[16];
+    std::snprintf(name, sizeof name, "vcpu-%zu", index);
+    ::pthread_setname_np(::pthread_self(), name);
+    LegacyIo io(config.log_level >= 4);
+    if (index == 0) trace.first_run_ns = monotonic_ns();
+    while (!stopping.load(std::memory_order_acquire)) {
+        auto r = vcpu.run();
+        if (!r.ok()) {
+            end(kExitVmmError, "KVM_RUN failed: " + r.error().message, false);
+            return;
+        }
+        kvm_run* run = vcpu.run_data();
+        switch (*r) {
+        case KVM_EXIT_INTR:
+            break;  // kicked: the loop condition decides
+        case KVM_EXIT_IO: {
+            auto data = vcpu.io_data();
+            size_t size = run->io.size;
+            bool is_write = run->io.direction == KVM_EXIT_IO_OUT;
+            for (size_t off = 0; size != 0 && off + size <= data.size(); off += size) {
+                auto ev = io.access(run->io.port, is_write, data.subspan(off, size));
+                if (ev == PortEvent::InitStarted && trace.init_ns == 0) trace.init_ns = monotonic_ns();
+                if (ev == PortEvent::Reset) {
+                    end(kExitGuestCrashed, "the guest reset the machine", true);
+                    return;
+                }
+            }
+            break;
+        }
+        case KVM_EXIT_MMIO:
+            handle_mmio(run);
+            break;
+        case KVM_EXIT_SHUTDOWN:
+            end(kExitGuestCrashed, "the guest triple-faulted (KVM_EXIT_SHUTDOWN)", true);
+            return;
+        case KVM_EXIT_SYSTEM_EVENT:
+            end(kExitGuestCrashed, "the guest asked for a system reset or shutdown", true);
+            return;
+        case KVM_EXIT_HLT:
+            // With the in-kernel LAPIC, HLT is handled by KVM; seeing it here
+            // means the vCPU can never wake.
+            end(kExitGuestCrashed, "the guest halted for good", true);
+            return;
+        case KVM_EXIT_FAIL_ENTRY:
+            end(kExitVmmError,
+                "KVM could not enter the guest (hardware reason 0x" +
+                    std::to_string(run->fail_entry.hardware_entry_failure_reason) + ")",
+                false);
+            return;
+        case KVM_EXIT_INTERNAL_ERROR:
+            end(kExitVmmError, "KVM internal error (suberror " + std::to_string(run->internal.suberror) + ")", false);
+            return;
+        default:
+            end(kExitVmmError, "unexpected KVM exit reason " + std::to_string(*r), false);
+            return;
+        }
+    }
+}
+
+VmOutcome Vm::run() {
+    Impl& m = *impl_;
+    std::thread loop_thread([&m] {
+        ::pthread_setname_np(::pthread_self(), "event-loop");
+        m.loop->run();
+    });
+    std::vector<std::thread> threads;
+    m.vcpu_done = std::make_unique<std::atomic<bool>[]>(m.vcpus.size());
+    for (size_t i = 0; i < m.vcpus.size(); ++i) {
+        threads.emplace_back([&m, i] {
+            m.vcpu_main(i);
+            m.vcpu_done[i].store(true, std::memory_order_release);
+        });
+    }
+
+    {
+        std::unique_lock lock(m.end_mu);
+        m.end_cv.wait(lock, [&m] { return m.ended; });
+    }
+    // Stop every vCPU: flag, immediate_exit, then a kick for those inside
+    // KVM_RUN (repeated until each thread has left).
+    m.stopping.store(true, std::memory_order_release);
+    for (auto& v : m.vcpus) v.request_exit();
+    for (size_t i = 0; i < threads.size(); ++i) {
+        // A kick can land just before the thread enters KVM_RUN; then
+        // immediate_exit makes it return at once. Re-kick until it has left.
+        while (!m.vcpu_done[i].load(std::memory_order_acquire)) {
+            ::pthread_kill(threads[i].native_handle(), kick_signal());
+            timespec ts{0, 200'000};
+            ::nanosleep(&ts, nullptr);
+        }
+        threads[i].join();
+    }
+    m.loop->stop();
+    loop_thread.join();
+
+    // Finish what the guest already handed over (console output, a status
+    // message still in the vsock queue).
+    for (auto& s : m.slots) s->transport().drain();
+    if (m.config.log_level >= 4) {
+        for (auto& s : m.slots) {
+            auto& t = s->transport();
+            auto st = t.stats();
+            std::fprintf(stderr,
+                         "krunlet: device type %u at 0x%llx: status 0x%x, bad accesses %llu, invalid status %llu, "
+                         "refused FEATURES_OK %llu, ignored kicks %llu, needs-reset %llu%s%s\n",
+                         t.device().device_type(), (unsigned long long)s->base(), t.status(),
+                         (unsigned long long)st.bad_accesses, (unsigned long long)st.invalid_status_writes,
+                         (unsigned long long)st.refused_features_ok, (unsigned long long)st.ignored_notifies,
+                         (unsigned long long)st.needs_reset, st.last_problem.empty() ? "" : ": ",
+                         st.last_problem.c_str());
+        }
+    }
+
+    VmOutcome out;
+    std::lock_guard lock(m.end_mu);
+    out.reason = m.end_reason;
+    if (m.control && m.control->exit_code()) {
+        out.exit_code = *m.control->exit_code();
+        out.status_from_guest = true;
+        if (m.trace.end_ns == 0) m.trace.end_ns = monotonic_ns();
+    } else {
+        out.exit_code = m.end_code;
+        m.trace.end_ns = monotonic_ns();
+    }
+    out.trace = m.trace;
+    return out;
+}
+
+}  // namespace krunlet

@@ -1,0 +1,35 @@
+// One microVM: KVM objects, guest memory, devices, vCPU threads and the event
+// loop. A Vm can be created, run to the end and destroyed many times in one
+// process (the tests do); only the C shim turns the result into exit().
+#pragma once
+
+#include <memory>
+
+#include "base/result.h"
+#include "vmm/vm_config.h"
+
+namespace krunlet {
+
+class Vm {
+public:
+    // Build everything up to (not including) the first KVM_RUN.
+    static Result<std::unique_ptr<Vm>> create(const VmConfig& config, uint64_t start_ns = 0);
+    ~Vm();
+
+    // Run the guest until it ends; returns how it ended.
+    VmOutcome run();
+    // Ask a running VM to end (any thread, async-signal-unsafe).
+    void request_stop(int exit_code, const char* reason);
+    // Forward a signal to the guest workload over the control channel.
+    void forward_signal(int signo);
+
+    struct Impl;
+
+private:
+    explicit Vm(std::unique_ptr<Impl> impl);
+    std::unique_ptr<Impl> impl_;
+};
+
+uint64_t monotonic_ns();
+
+}  // namespace krunlet

@@ -1,0 +1,60 @@
+// Everything needed to start one microVM, gathered by the C API (or a test)
+// before Vm::create. Plain data: no fds, no KVM.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+namespace krunlet {
+
+// A directory shared with the guest over virtio-fs.
+struct FsShare {
+    std::string tag;        // the mount tag; "/dev/root" is the root filesystem
+    std::string host_dir;   // host directory to serve
+    bool read_only = false;
+};
+
+// The workload init runs; sent over the control channel (control_protocol.h).
+// Empty fields mean "take it from /.krun_config.json".
+struct Workload {
+    std::vector<std::string> args;     // argv, args[0] is the program
+    std::vector<std::string> env;      // "K=V"
+    std::string workdir;
+    std::vector<std::string> rlimits;  // "ID=CUR:MAX"
+};
+
+struct VmConfig {
+    uint32_t vcpus = 1;
+    uint32_t ram_mib = 512;
+    std::span<const uint8_t> kernel;   // ELF vmlinux, kept alive by the caller
+    std::string kernel_cmdline_extra;  // appended to the built-in command line
+    std::vector<FsShare> shares;       // shares[0] should be the root ("/dev/root")
+    Workload workload;
+    int console_in = 0;                // hvc0 input (the caller's stdin)
+    int console_out = 1;               // hvc0 output (the caller's stdout)
+    int log_level = 1;                 // libkrun levels: 0 off .. 5 trace
+};
+
+// The VMM's own exit codes, next to the workload's (DESIGN.md §3).
+inline constexpr int kExitVmmError = 125;       // krunlet or init failed
+inline constexpr int kExitGuestCrashed = 124;   // kernel panic / triple fault: no status from init
+
+// Boot timing from the debug port write of init (DESIGN.md §2), in ns of
+// CLOCK_MONOTONIC; 0 when the event did not happen.
+struct BootTrace {
+    uint64_t start_ns = 0;       // Vm::create entry (or earlier, if the caller says)
+    uint64_t first_run_ns = 0;   // the boot vCPU's first KVM_RUN
+    uint64_t init_ns = 0;        // init's first write to the debug port
+    uint64_t end_ns = 0;         // the exit status arrived / the VM ended
+};
+
+struct VmOutcome {
+    int exit_code = kExitVmmError;
+    bool status_from_guest = false;  // init reported it over the control channel
+    std::string reason;              // how the VM ended, for logs
+    BootTrace trace;
+};
+
+}  // namespace krunlet

@@ -1,0 +1,41 @@
+// Helpers for integration tests: a scratch rootfs and running the krunlet CLI
+// as a child process with captured output.
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace krunlet::test {
+
+struct RunResult {
+    int status = -1;       // exit code, or 128+signal
+    std::string out;       // stdout
+    std::string err;       // stderr
+    double seconds = 0;    // wall time
+};
+
+// Run `argv` (argv[0] a path) with stdin from /dev/null, killing it after
+// `timeout_s` seconds.
+RunResult run_process(const std::vector<std::string>& argv, int timeout_s = 120);
+
+// build/bin/krunlet run [opts...] ROOTFS -- cmd...
+RunResult krunlet_run(const std::string& rootfs, const std::vector<std::string>& opts,
+                      const std::vector<std::string>& cmd, int timeout_s = 120);
+
+// A fresh busybox rootfs under the build tree (shared into the KVM test host),
+// removed on destruction.
+class ScratchRootfs {
+public:
+    ScratchRootfs();
+    ~ScratchRootfs();
+    ScratchRootfs(const ScratchRootfs&) = delete;
+    ScratchRootfs& operator=(const ScratchRootfs&) = delete;
+    const std::string& path() const { return path_; }
+    void write_file(const std::string& rel, const std::string& content) const;
+    std::string read_file(const std::string& rel) const;
+
+private:
+    std::string path_;
+};
+
+}  // namespace krunlet::test

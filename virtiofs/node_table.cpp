@@ -1,0 +1,133 @@
+#include "virtiofs/node_table.h"
+
+#include <cerrno>
+#include <utility>
+
+#include "virtiofs/fs_api.h"
+
+namespace krunlet::fs {
+
+void InodeTable::set_root(UniqueFd fd, const struct stat& st) {
+    auto root = std::make_shared<Inode>();
+    root->fd = std::move(fd);
+    root->nodeid = kRootNodeId;
+    root->dev = st.st_dev;
+    root->ino = st.st_ino;
+    root->type = st.st_mode & S_IFMT;
+    root->nlookup = 1;
+    std::lock_guard lock(mu_);
+    root_ = root;
+    by_id_[kRootNodeId] = root;
+    by_key_[Key{st.st_dev, st.st_ino}] = root;
+}
+
+InodeRef InodeTable::get(uint64_t nodeid) const {
+    std::lock_guard lock(mu_);
+    auto it = by_id_.find(nodeid);
+    return it == by_id_.end() ? nullptr : it->second;
+}
+
+Result<InodeRef> InodeTable::add_lookup(UniqueFd fd, const struct stat& st) {
+    UniqueFd spare;  // closed after the lock is released
+    InodeRef result;
+    {
+        std::lock_guard lock(mu_);
+        Key key{st.st_dev, st.st_ino};
+        auto it = by_key_.find(key);
+        if (it != by_key_.end()) {
+            result = it->second;
+            if (result != root_) ++result->nlookup;
+            spare = std::move(fd);
+        } else {
+            if (by_id_.size() >= max_) return fail(ENFILE);
+            auto node = std::make_shared<Inode>();
+            node->fd = std::move(fd);
+            node->nodeid = next_id_++;
+            node->dev = st.st_dev;
+            node->ino = st.st_ino;
+            node->type = st.st_mode & S_IFMT;
+            node->nlookup = 1;
+            by_id_.emplace(node->nodeid, node);
+            by_key_.emplace(key, node);
+            result = std::move(node);
+        }
+    }
+    return result;
+}
+
+InodeRef InodeTable::ref_existing(dev_t dev, ino_t ino) {
+    std::lock_guard lock(mu_);
+    auto it = by_key_.find(Key{dev, ino});
+    if (it == by_key_.end()) return nullptr;
+    if (it->second != root_) ++it->second->nlookup;
+    return it->second;
+}
+
+void InodeTable::forget(uint64_t nodeid, uint64_t n) {
+    InodeRef dropped;  // its fd closes after the lock is released
+    std::lock_guard lock(mu_);
+    auto it = by_id_.find(nodeid);
+    if (it == by_id_.end() || it->second == root_) return;
+    Inode& node = *it->second;
+    node.nlookup = n >= node.nlookup ? 0 : node.nlookup - n;
+    if (node.nlookup != 0) return;
+    dropped = std::move(it->second);
+    by_id_.erase(it);
+    by_key_.erase(Key{dropped->dev, dropped->ino});
+}
+
+void InodeTable::clear() {
+    std::unordered_map<uint64_t, InodeRef> old_ids;
+    {
+        std::lock_guard lock(mu_);
+        old_ids.swap(by_id_);
+        by_key_.clear();
+        if (root_) {
+            by_id_[kRootNodeId] = root_;
+            by_key_[Key{root_->dev, root_->ino}] = root_;
+        }
+    }
+}
+
+size_t InodeTable::size() const {
+    std::lock_guard lock(mu_);
+    return by_id_.size();
+}
+
+Result<uint64_t> HandleTable::add(HandleRef h) {
+    std::lock_guard lock(mu_);
+    if (by_fh_.size() >= max_) return fail(ENFILE);
+    uint64_t fh = next_fh_++;
+    by_fh_.emplace(fh, std::move(h));
+    return fh;
+}
+
+HandleRef HandleTable::get(uint64_t fh) const {
+    std::lock_guard lock(mu_);
+    auto it = by_fh_.find(fh);
+    return it == by_fh_.end() ? nullptr : it->second;
+}
+
+HandleRef HandleTable::remove(uint64_t fh) {
+    std::lock_guard lock(mu_);
+    auto it = by_fh_.find(fh);
+    if (it == by_fh_.end()) return nullptr;
+    HandleRef h = std::move(it->second);
+    by_fh_.erase(it);
+    return h;  // the caller drops it outside the lock
+}
+
+void HandleTable::clear() {
+    std::unordered_map<uint64_t, HandleRef> old;
+    std::lock_guard lock(mu_);
+    old.swap(by_fh_);
+    // `old` is destroyed after the lock_guard (declared earlier → destroyed later): fds close
+    // outside the lock.
+}
+
+size_t HandleTable::size() const {
+    std::lock_guard lock(mu_);
+    return by_fh_.size();
+}
+
+}  // namespace krunlet::fs

@@ -1,0 +1,113 @@
+// The passthrough backend's tables: inodes (nodeid → O_PATH fd) and open handles (fh → fd).
+//
+// Both are guarded by their own mutex, held only for map operations, never across a system
+// call on guest data. Entries are shared_ptrs so a request that found an inode or handle keeps
+// its fd open even if a concurrent FORGET or RELEASE removes the entry meanwhile.
+#pragma once
+
+#include <sys/stat.h>
+
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <unordered_map>
+
+#include "base/fd.h"
+#include "base/result.h"
+
+namespace krunlet::fs {
+
+// One host object the guest has looked up. The key is (st_dev, st_ino); the mount id joins it
+// when submounts are supported.
+struct Inode {
+    UniqueFd fd;           // O_PATH | O_NOFOLLOW: names the object, can't do I/O on it
+    uint64_t nodeid = 0;
+    dev_t dev = 0;
+    ino_t ino = 0;
+    mode_t type = 0;       // S_IFMT bits; an inode never changes type
+    uint64_t nlookup = 0;  // guarded by InodeTable's mutex
+};
+using InodeRef = std::shared_ptr<Inode>;
+
+class InodeTable {
+public:
+    InodeTable(size_t max_inodes, uint64_t first_nodeid) : max_(max_inodes), next_id_(first_nodeid) {}
+
+    // Installs the root (nodeid 1). Its lookup count is never lowered: the guest can't forget it.
+    void set_root(UniqueFd fd, const struct stat& st);
+    InodeRef root() const { return root_; }
+
+    // nullptr when the guest names a node it never looked up (or already forgot).
+    InodeRef get(uint64_t nodeid) const;
+
+    // Counts one lookup of the object `fd` (an O_PATH fd) refers to. If the object is already
+    // known, that entry gains the reference and `fd` is closed; otherwise `fd` becomes a new
+    // entry. ENFILE when the table is full.
+    Result<InodeRef> add_lookup(UniqueFd fd, const struct stat& st);
+
+    // Counts one lookup of an object that is already in the table, found by (dev, ino) without
+    // opening it; nullptr if it isn't known (then the caller opens it and uses add_lookup).
+    InodeRef ref_existing(dev_t dev, ino_t ino);
+
+    // Drops `n` lookups (clamped); the entry goes when none are left. Unknown ids are ignored,
+    // as the protocol gives FORGET no reply to carry an error.
+    void forget(uint64_t nodeid, uint64_t n);
+
+    // Forgets everything but the root (DESTROY).
+    void clear();
+    size_t size() const;
+
+private:
+    struct Key {
+        dev_t dev;
+        ino_t ino;
+        bool operator==(const Key&) const = default;
+    };
+    struct KeyHash {
+        size_t operator()(const Key& k) const { return std::hash<uint64_t>()(k.ino * 0x9e3779b97f4a7c15ull ^ k.dev); }
+    };
+
+    mutable std::mutex mu_;
+    size_t max_;
+    uint64_t next_id_;
+    InodeRef root_;
+    std::unordered_map<uint64_t, InodeRef> by_id_;
+    std::unordered_map<Key, InodeRef, KeyHash> by_key_;
+};
+
+// Readdir position of an open directory. Entries are read into a small per-call buffer; when a
+// reply fills up, the directory fd is seeked back to the first entry not handed out, so the
+// fd's position always equals `cursor` and an open directory holds no buffer between calls.
+struct DirStream {
+    std::mutex mu;        // one READDIR at a time per handle
+    uint64_t cursor = 0;  // the directory offset of the next entry to hand out
+    bool synced = true;   // false if a seek back failed: the next READDIR seeks first
+};
+
+struct Handle {
+    UniqueFd fd;                     // opened for I/O (regular file) or reading (directory)
+    std::unique_ptr<DirStream> dir;  // set for directories only
+};
+using HandleRef = std::shared_ptr<Handle>;
+
+class HandleTable {
+public:
+    explicit HandleTable(size_t max_handles) : max_(max_handles) {}
+
+    // ENFILE when the table is full.
+    Result<uint64_t> add(HandleRef h);
+    HandleRef get(uint64_t fh) const;
+    // Removes and returns the handle (nullptr if unknown); its fd closes when the last
+    // in-flight request using it is done.
+    HandleRef remove(uint64_t fh);
+    void clear();
+    size_t size() const;
+
+private:
+    mutable std::mutex mu_;
+    size_t max_;
+    uint64_t next_fh_ = 1;
+    std::unordered_map<uint64_t, HandleRef> by_fh_;
+};
+
+}  // namespace krunlet::fs

@@ -1,0 +1,109 @@
+// The host passthrough backend: serves a host directory to the guest, confined to it.
+//
+// Split by concern:
+//   passthrough_entry.cpp — name operations: lookup, forget, create/mkdir/mknod/symlink/link,
+//                           unlink/rmdir/rename, readlink
+//   passthrough_attr.cpp  — getattr/setattr/access/statfs and extended attributes
+//   passthrough_io.cpp    — open files and directories: open/read/write/…/readdir
+//
+// Policy (see also host_path.h):
+//   - Unknown node ids get ESTALE, unknown file handles EBADF.
+//   - LOOKUP of ".." in the root gives the root; every other ".." or "." is EINVAL (the guest
+//     resolves those itself; only NFS-export style lookups would send them).
+//   - FIFOs, sockets and device nodes are never opened on the host: ENXIO.
+//   - New objects are created as the request's uid:gid (fs_creds.h); their permission bits are
+//     mode & ~umask from the request, re-applied with chmod if the server's own umask removed
+//     some of them.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "virtiofs/fs_api.h"
+#include "virtiofs/host_path.h"
+#include "virtiofs/node_table.h"
+
+namespace krunlet::fs {
+
+struct PassthroughConfig {
+    std::string root_dir;
+    bool read_only = false;
+    size_t max_inodes = 65536;
+    size_t max_handles = 65536;
+};
+
+class PassthroughFs final : public FileSystem {
+public:
+    static Result<std::unique_ptr<PassthroughFs>> create(const PassthroughConfig& cfg);
+
+    void destroy() override;
+    Result<Entry> lookup(const Caller& c, uint64_t parent, const Name& name) override;
+    void forget(uint64_t node, uint64_t nlookup) override;
+    Result<struct stat> getattr(uint64_t node, std::optional<uint64_t> fh) override;
+    Result<struct stat> setattr(const Caller& c, uint64_t node, const SetAttrRequest& r) override;
+    Result<size_t> readlink(uint64_t node, std::span<char> buf) override;
+    Result<Entry> mknod(const Caller& c, uint64_t parent, const Name& name, uint32_t mode, uint32_t umask,
+                        dev_t rdev) override;
+    Result<Entry> mkdir(const Caller& c, uint64_t parent, const Name& name, uint32_t mode,
+                        uint32_t umask) override;
+    Result<Entry> symlink(const Caller& c, uint64_t parent, const Name& name,
+                          std::string_view target_nul_terminated) override;
+    Result<Entry> link(const Caller& c, uint64_t node, uint64_t newparent, const Name& newname) override;
+    Result<Created> create(const Caller& c, uint64_t parent, const Name& name, uint32_t flags, uint32_t mode,
+                           uint32_t umask) override;
+    Result<void> unlink(uint64_t parent, const Name& name) override;
+    Result<void> rmdir(uint64_t parent, const Name& name) override;
+    Result<void> rename(uint64_t parent, const Name& name, uint64_t newparent, const Name& newname,
+                        uint32_t flags) override;
+    Result<OpenFile> open(const Caller& c, uint64_t node, uint32_t flags) override;
+    Result<size_t> read(uint64_t node, uint64_t fh, uint64_t offset, std::span<const iovec> dst) override;
+    Result<size_t> write(uint64_t node, uint64_t fh, uint64_t offset, std::span<const uint8_t> data) override;
+    void release(uint64_t node, uint64_t fh) override;
+    Result<void> flush(uint64_t node, uint64_t fh) override;
+    Result<void> fsync(uint64_t node, uint64_t fh, bool datasync) override;
+    Result<void> fallocate(uint64_t node, uint64_t fh, uint32_t mode, uint64_t offset, uint64_t length) override;
+    Result<uint64_t> lseek(uint64_t node, uint64_t fh, uint64_t offset, uint32_t whence) override;
+    Result<OpenFile> opendir(const Caller& c, uint64_t node, uint32_t flags) override;
+    Result<void> readdir(uint64_t node, uint64_t fh, uint64_t offset, DirSink& sink) override;
+    void releasedir(uint64_t node, uint64_t fh) override;
+    Result<void> fsyncdir(uint64_t node, uint64_t fh, bool datasync) override;
+    Result<struct statvfs> statfs(uint64_t node) override;
+    Result<void> access(const Caller& c, uint64_t node, uint32_t mask) override;
+    Result<void> setxattr(uint64_t node, const Name& name, std::span<const uint8_t> value,
+                          uint32_t flags) override;
+    Result<size_t> getxattr(uint64_t node, const Name& name, std::span<uint8_t> buf) override;
+    Result<size_t> listxattr(uint64_t node, std::span<uint8_t> buf) override;
+    Result<void> removexattr(uint64_t node, const Name& name) override;
+
+    size_t inode_count() const { return inodes_.size(); }
+    size_t handle_count() const { return handles_.size(); }
+
+private:
+    PassthroughFs(const PassthroughConfig& cfg, HostPaths paths, bool switch_creds);
+
+    Result<InodeRef> node(uint64_t nodeid) const;  // ESTALE if unknown
+    Result<InodeRef> dir_node(uint64_t nodeid) const;  // plus ENOTDIR if not a directory
+    Result<HandleRef> file(uint64_t fh) const;     // EBADF if unknown
+    // Opens `name` in `dir` as O_PATH and counts one lookup of it.
+    Result<Entry> lookup_in(const Inode& dir, const Name& name);
+    // After a create: registers the new object and repairs its permission bits.
+    Result<Entry> finish_create(const Inode& dir, const Name& name, mode_t want_perm);
+    Result<UniqueFd> open_for_io(const Inode& inode, int flags) const;
+    Result<void> check_writable() const;  // EROFS on a read-only share
+
+    HostPaths paths_;
+    InodeTable inodes_;
+    HandleTable handles_;
+    bool read_only_;
+    bool switch_creds_;  // the process holds CAP_SETUID/CAP_SETGID
+};
+
+// stat of the object behind an O_PATH fd, never following a symlink.
+Result<struct stat> stat_fd(int fd);
+
+// Flags the guest may pass to OPEN/CREATE, sanitised for the host: access mode plus
+// O_APPEND/O_TRUNC/O_SYNC/O_DSYNC/O_NOATIME. O_DIRECT is dropped (guest buffers are not
+// aligned for it), and so is anything that changes what gets opened (O_PATH, O_TMPFILE, ...).
+int sanitize_open_flags(uint32_t guest_flags);
+
+}  // namespace krunlet::fs

@@ -1,0 +1,285 @@
+// PassthroughFs: construction and the name operations (see passthrough.h for the policy).
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <climits>
+#include <cstdio>
+#include <utility>
+
+#include "virtiofs/fs_creds.h"
+#include "virtiofs/passthrough.h"
+
+namespace krunlet::fs {
+
+Result<struct stat> stat_fd(int fd) {
+    struct stat st {};
+    if (::fstatat(fd, "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) return fail(errno);
+    return st;
+}
+
+Result<std::unique_ptr<PassthroughFs>> PassthroughFs::create(const PassthroughConfig& cfg) {
+    if (cfg.root_dir.empty())
+        return make_error(EINVAL, "virtio-fs: root_dir is empty; set ServerConfig::root_dir to the directory to share");
+    if (cfg.max_inodes < 1 || cfg.max_handles < 1)
+        return make_error(EINVAL, "virtio-fs: max_inodes and max_handles must be at least 1");
+    auto paths = HostPaths::create();
+    if (!paths) return paths.error();
+
+    // root_dir is host configuration, not guest input: symlinks on the way to it are followed.
+    UniqueFd root(::open(cfg.root_dir.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+    if (!root.valid()) {
+        Error e = errno_error("virtio-fs: open root_dir '" + cfg.root_dir + "'");
+        e.message += " (it must be an existing directory)";
+        return e;
+    }
+    auto st = stat_fd(root.get());
+    if (!st) return errno_error("virtio-fs: stat root_dir '" + cfg.root_dir + "'");
+
+    std::unique_ptr<PassthroughFs> fs(new PassthroughFs(cfg, std::move(*paths), FsCreds::can_switch()));
+    fs->inodes_.set_root(std::move(root), *st);
+    return fs;
+}
+
+PassthroughFs::PassthroughFs(const PassthroughConfig& cfg, HostPaths paths, bool switch_creds)
+    : paths_(std::move(paths)),
+      inodes_(cfg.max_inodes, kFirstDynamicNodeId),
+      handles_(cfg.max_handles),
+      read_only_(cfg.read_only),
+      switch_creds_(switch_creds) {}
+
+void PassthroughFs::destroy() {
+    handles_.clear();
+    inodes_.clear();
+}
+
+Result<InodeRef> PassthroughFs::node(uint64_t nodeid) const {
+    InodeRef n = inodes_.get(nodeid);
+    if (!n) return fail(ESTALE);
+    return n;
+}
+
+Result<InodeRef> PassthroughFs::dir_node(uint64_t nodeid) const {
+    InodeRef n = inodes_.get(nodeid);
+    if (!n) return fail(ESTALE);
+    if (n->type != S_IFDIR) return fail(ENOTDIR);
+    return n;
+}
+
+Result<HandleRef> PassthroughFs::file(uint64_t fh) const {
+    HandleRef h = handles_.get(fh);
+    if (!h) return fail(EBADF);
+    return h;
+}
+
+Result<void> PassthroughFs::check_writable() const {
+    if (read_only_) return fail(EROFS);
+    return {};
+}
+
+Result<Entry> PassthroughFs::lookup_in(const Inode& dir, const Name& name) {
+    // Fast path for objects the guest already knows: a no-follow stat of the one component,
+    // and if that (dev, ino) is in the table, no new fd is needed. fstatat with
+    // AT_SYMLINK_NOFOLLOW on a validated single component cannot leave `dir`.
+    struct stat pre {};
+    if (::fstatat(dir.fd.get(), name.c_str(), &pre, AT_SYMLINK_NOFOLLOW) != 0) return fail(errno);
+    if (InodeRef known = inodes_.ref_existing(pre.st_dev, pre.st_ino)) return Entry{known->nodeid, 0, pre};
+
+    auto fd = paths_.open_child(dir.fd.get(), name, O_PATH);
+    if (!fd) return fd.error();
+    auto st = stat_fd(fd->get());
+    if (!st) return st.error();
+    auto inode = inodes_.add_lookup(std::move(*fd), *st);
+    if (!inode) return inode.error();
+    return Entry{(*inode)->nodeid, 0, *st};
+}
+
+Result<Entry> PassthroughFs::finish_create(const Inode& dir, const Name& name, mode_t want_perm) {
+    auto fd = paths_.open_child(dir.fd.get(), name, O_PATH);
+    if (!fd) return fd.error();
+    auto st = stat_fd(fd->get());
+    if (!st) return st.error();
+    // The server's own umask applies on top of the guest's; put back bits it removed. The
+    // guest's umask was already applied to want_perm. Special bits (setgid inherited from the
+    // parent directory, sticky) are kept as the kernel set them.
+    if (!S_ISLNK(st->st_mode) && (st->st_mode & 0777) != (want_perm & 0777)) {
+        mode_t fixed = (st->st_mode & 07000) | (want_perm & 0777);
+        if (::fchmodat(paths_.proc_fd(), HostPaths::fd_name(fd->get()).c_str(), fixed, 0) != 0) return fail(errno);
+        st->st_mode = (st->st_mode & S_IFMT) | fixed;
+    }
+    auto inode = inodes_.add_lookup(std::move(*fd), *st);
+    if (!inode) return inode.error();
+    return Entry{(*inode)->nodeid, 0, *st};
+}
+
+Result<Entry> PassthroughFs::lookup(const Caller&, uint64_t parent, const Name& name) {
+    auto dir = dir_node(parent);
+    if (!dir) return dir.error();
+    if (parent == kRootNodeId && name == "..") {
+        // The share's root is the guest's "/": its parent is itself. The root's count is pinned.
+        auto st = stat_fd((*dir)->fd.get());
+        if (!st) return st.error();
+        return Entry{kRootNodeId, 0, *st};
+    }
+    if (!valid_name(name.view())) return fail(EINVAL);
+    return lookup_in(**dir, name);
+}
+
+void PassthroughFs::forget(uint64_t node, uint64_t nlookup) { inodes_.forget(node, nlookup); }
+
+Result<size_t> PassthroughFs::readlink(uint64_t nodeid, std::span<char> buf) {
+    auto n = node(nodeid);
+    if (!n) return n.error();
+    if ((*n)->type != S_IFLNK) return fail(EINVAL);
+    ssize_t len = ::readlinkat((*n)->fd.get(), "", buf.data(), buf.size());
+    if (len < 0) return fail(errno);
+    return static_cast<size_t>(len);
+}
+
+Result<Entry> PassthroughFs::mknod(const Caller& c, uint64_t parent, const Name& name, uint32_t mode,
+                                   uint32_t umask, dev_t rdev) {
+    KRUNLET_CHECK(check_writable());
+    auto dir = dir_node(parent);
+    if (!dir) return dir.error();
+    if (!valid_name(name.view())) return fail(EINVAL);
+    mode_t type = mode & S_IFMT;
+    if (type != S_IFREG && type != S_IFIFO && type != S_IFSOCK && type != S_IFCHR && type != S_IFBLK)
+        return fail(EINVAL);
+    mode_t perm = mode & 07777 & ~umask;
+    auto creds = FsCreds::enter(switch_creds_, c.uid, c.gid);
+    if (!creds) return fail(creds.error().code);
+    if (::mknodat((*dir)->fd.get(), name.c_str(), type | perm, rdev) != 0) return fail(errno);
+    return finish_create(**dir, name, perm);
+}
+
+Result<Entry> PassthroughFs::mkdir(const Caller& c, uint64_t parent, const Name& name, uint32_t mode,
+                                   uint32_t umask) {
+    KRUNLET_CHECK(check_writable());
+    auto dir = dir_node(parent);
+    if (!dir) return dir.error();
+    if (!valid_name(name.view())) return fail(EINVAL);
+    mode_t perm = mode & 07777 & ~umask;
+    auto creds = FsCreds::enter(switch_creds_, c.uid, c.gid);
+    if (!creds) return fail(creds.error().code);
+    if (::mkdirat((*dir)->fd.get(), name.c_str(), perm) != 0) return fail(errno);
+    return finish_create(**dir, name, perm);
+}
+
+Result<Entry> PassthroughFs::symlink(const Caller& c, uint64_t parent, const Name& name,
+                                     std::string_view target) {
+    KRUNLET_CHECK(check_writable());
+    auto dir = dir_node(parent);
+    if (!dir) return dir.error();
+    if (!valid_name(name.view())) return fail(EINVAL);
+    // The target is stored verbatim and never followed here; it only has to be a valid path.
+    if (target.empty() || target.size() >= PATH_MAX) return fail(EINVAL);
+    auto creds = FsCreds::enter(switch_creds_, c.uid, c.gid);
+    if (!creds) return fail(creds.error().code);
+    if (::symlinkat(target.data(), (*dir)->fd.get(), name.c_str()) != 0) return fail(errno);
+    return finish_create(**dir, name, 0777);
+}
+
+Result<Entry> PassthroughFs::link(const Caller&, uint64_t nodeid, uint64_t newparent, const Name& newname) {
+    KRUNLET_CHECK(check_writable());
+    auto n = node(nodeid);
+    if (!n) return n.error();
+    auto dir = dir_node(newparent);
+    if (!dir) return dir.error();
+    if (!valid_name(newname.view())) return fail(EINVAL);
+    if ((*n)->type == S_IFDIR) return fail(EPERM);
+    int src = (*n)->fd.get();
+    int dst = (*dir)->fd.get();
+    // Linking an O_PATH fd by AT_EMPTY_PATH needs CAP_DAC_READ_SEARCH (ENOENT without it);
+    // the /proc magic link works for everyone and, for a symlink, links the symlink itself.
+    if (::linkat(src, "", dst, newname.c_str(), AT_EMPTY_PATH) != 0) {
+        if (errno != ENOENT) return fail(errno);
+        if (::linkat(AT_FDCWD, HostPaths::proc_path(src).c_str(), dst, newname.c_str(), AT_SYMLINK_FOLLOW) != 0)
+            return fail(errno);
+    }
+    return lookup_in(**dir, newname);
+}
+
+Result<Created> PassthroughFs::create(const Caller& c, uint64_t parent, const Name& name, uint32_t flags,
+                                      uint32_t mode, uint32_t umask) {
+    KRUNLET_CHECK(check_writable());
+    auto dir = dir_node(parent);
+    if (!dir) return dir.error();
+    if (!valid_name(name.view())) return fail(EINVAL);
+    int oflags = sanitize_open_flags(flags);
+    if (oflags < 0) return fail(EINVAL);
+    mode_t perm = mode & 07777 & ~umask;
+
+    auto creds = FsCreds::enter(switch_creds_, c.uid, c.gid);
+    if (!creds) return fail(creds.error().code);
+    // O_EXCL first: a plain O_CREAT would open whatever already sits under the name — a FIFO
+    // or a device node included. Only a regular file that already exists is reopened.
+    bool created = true;
+    auto fd = paths_.open_child((*dir)->fd.get(), name, oflags | O_CREAT | O_EXCL, perm);
+    if (!fd && fd.error().code == EEXIST && (flags & O_EXCL) == 0) {
+        created = false;
+        auto existing = paths_.open_child((*dir)->fd.get(), name, O_PATH);
+        if (!existing) return existing.error();
+        auto st = stat_fd(existing->get());
+        if (!st) return st.error();
+        if (S_ISDIR(st->st_mode)) return fail(EISDIR);
+        if (S_ISLNK(st->st_mode)) return fail(ELOOP);
+        if (!S_ISREG(st->st_mode)) return fail(kSpecialFileError);
+        fd = paths_.reopen(existing->get(), oflags);
+    }
+    if (!fd) return fd.error();
+
+    struct stat st {};
+    if (::fstat(fd->get(), &st) != 0) return fail(errno);
+    if (created && (st.st_mode & 0777) != (perm & 0777)) {  // see finish_create
+        mode_t fixed = (st.st_mode & 07000) | (perm & 0777);
+        if (::fchmod(fd->get(), fixed) != 0) return fail(errno);
+        st.st_mode = (st.st_mode & S_IFMT) | fixed;
+    }
+    auto opath = paths_.reopen(fd->get(), O_PATH);
+    if (!opath) return opath.error();
+
+    auto h = std::make_shared<Handle>();
+    h->fd = std::move(*fd);
+    auto fh = handles_.add(std::move(h));
+    if (!fh) return fh.error();
+    auto inode = inodes_.add_lookup(std::move(*opath), st);
+    if (!inode) {
+        handles_.remove(*fh);
+        return inode.error();
+    }
+    return Created{Entry{(*inode)->nodeid, 0, st}, OpenFile{*fh, 0}};
+}
+
+Result<void> PassthroughFs::unlink(uint64_t parent, const Name& name) {
+    KRUNLET_CHECK(check_writable());
+    auto dir = dir_node(parent);
+    if (!dir) return dir.error();
+    if (!valid_name(name.view())) return fail(EINVAL);
+    if (::unlinkat((*dir)->fd.get(), name.c_str(), 0) != 0) return fail(errno);
+    return {};
+}
+
+Result<void> PassthroughFs::rmdir(uint64_t parent, const Name& name) {
+    KRUNLET_CHECK(check_writable());
+    auto dir = dir_node(parent);
+    if (!dir) return dir.error();
+    if (!valid_name(name.view())) return fail(EINVAL);
+    if (::unlinkat((*dir)->fd.get(), name.c_str(), AT_REMOVEDIR) != 0) return fail(errno);
+    return {};
+}
+
+Result<void> PassthroughFs::rename(uint64_t parent, const Name& name, uint64_t newparent, const Name& newname,
+                                   uint32_t flags) {
+    KRUNLET_CHECK(check_writable());
+    auto from = dir_node(parent);
+    if (!from) return from.error();
+    auto to = dir_node(newparent);
+    if (!to) return to.error();
+    if (!valid_name(name.view()) || !valid_name(newname.view())) return fail(EINVAL);
+    if ((flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE | RENAME_WHITEOUT)) != 0) return fail(EINVAL);
+    if (::renameat2((*from)->fd.get(), name.c_str(), (*to)->fd.get(), newname.c_str(), flags) != 0)
+        return fail(errno);
+    return {};
+}
+
+}  // namespace krunlet::fs

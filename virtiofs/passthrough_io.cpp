@@ -1,0 +1,247 @@
+// PassthroughFs: open files and directories (open/read/write/... and readdir).
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <climits>
+#include <cstddef>
+#include <vector>
+
+#include "virtiofs/passthrough.h"
+
+namespace krunlet::fs {
+
+namespace {
+
+// The record getdents64(2) fills in (kernel ABI; glibc's struct dirent64 has a fixed-size name).
+struct LinuxDirent64 {
+    uint64_t d_ino;
+    int64_t d_off;
+    unsigned short d_reclen;
+    unsigned char d_type;
+    char d_name[];
+};
+
+bool fits_off_t(uint64_t v) { return v <= static_cast<uint64_t>(INT64_MAX); }
+
+}  // namespace
+
+int sanitize_open_flags(uint32_t guest_flags) {
+    int flags = static_cast<int>(guest_flags);
+    int acc = flags & O_ACCMODE;
+    if (acc != O_RDONLY && acc != O_WRONLY && acc != O_RDWR) return -1;
+    constexpr int kKeep = O_APPEND | O_TRUNC | O_SYNC | O_DSYNC | O_NOATIME;
+    return acc | (flags & kKeep) | O_NOCTTY | O_LARGEFILE;
+}
+
+Result<UniqueFd> PassthroughFs::open_for_io(const Inode& inode, int flags) const {
+    switch (inode.type) {
+        case S_IFREG:
+            return paths_.reopen(inode.fd.get(), flags);
+        case S_IFDIR:
+            return fail(EISDIR);
+        case S_IFLNK:
+            return fail(ELOOP);  // what open(O_NOFOLLOW) says about a symlink
+        default:
+            return fail(kSpecialFileError);  // FIFO, socket, device: never opened on the host
+    }
+}
+
+Result<OpenFile> PassthroughFs::open(const Caller&, uint64_t nodeid, uint32_t flags) {
+    auto n = node(nodeid);
+    if (!n) return n.error();
+    int oflags = sanitize_open_flags(flags);
+    if (oflags < 0) return fail(EINVAL);
+    if (read_only_ && ((oflags & O_ACCMODE) != O_RDONLY || (oflags & O_TRUNC))) return fail(EROFS);
+    auto fd = open_for_io(**n, oflags);
+    if (!fd) return fd.error();
+    auto h = std::make_shared<Handle>();
+    h->fd = std::move(*fd);
+    auto fh = handles_.add(std::move(h));
+    if (!fh) return fh.error();
+    return OpenFile{*fh, 0};
+}
+
+Result<size_t> PassthroughFs::read(uint64_t, uint64_t fh, uint64_t offset, std::span<const iovec> dst) {
+    auto h = file(fh);
+    if (!h) return h.error();
+    if ((*h)->dir) return fail(EISDIR);
+    if (!fits_off_t(offset)) return fail(EINVAL);
+    size_t want = 0;
+    for (const iovec& v : dst) want += v.iov_len;
+    if (want == 0) return size_t{0};
+    const int fd = (*h)->fd.get();
+    size_t cnt = std::min(dst.size(), static_cast<size_t>(IOV_MAX));
+
+    // Common case: one preadv fills the reply or stops at end of file.
+    ssize_t r;
+    do {
+        r = ::preadv(fd, dst.data(), static_cast<int>(cnt), static_cast<off_t>(offset));
+    } while (r < 0 && errno == EINTR);
+    if (r < 0) return fail(errno);
+    size_t total = static_cast<size_t>(r);
+    if (r == 0 || total == want) return total;
+
+    // A short read that is not end of file (signals, or more pieces than IOV_MAX): carry on
+    // from where it stopped, on a copy of the iovec list.
+    std::vector<iovec> rest(dst.begin(), dst.end());
+    size_t skip = total;
+    size_t first = 0;
+    while (true) {
+        while (first < rest.size() && skip >= rest[first].iov_len) skip -= rest[first++].iov_len;
+        if (first == rest.size()) break;
+        rest[first].iov_base = static_cast<uint8_t*>(rest[first].iov_base) + skip;
+        rest[first].iov_len -= skip;
+        cnt = std::min(rest.size() - first, static_cast<size_t>(IOV_MAX));
+        r = ::preadv(fd, rest.data() + first, static_cast<int>(cnt), static_cast<off_t>(offset + total));
+        if (r < 0 && errno == EINTR) {
+            skip = 0;
+            continue;
+        }
+        if (r <= 0) break;  // EOF, or an error after some data: report what was read
+        total += static_cast<size_t>(r);
+        skip = static_cast<size_t>(r);
+    }
+    return total;
+}
+
+Result<size_t> PassthroughFs::write(uint64_t, uint64_t fh, uint64_t offset, std::span<const uint8_t> data) {
+    if (read_only_) return fail(EROFS);
+    auto h = file(fh);
+    if (!h) return h.error();
+    if ((*h)->dir) return fail(EISDIR);
+    if (!fits_off_t(offset) || !fits_off_t(offset + data.size())) return fail(EFBIG);
+    size_t total = 0;
+    while (total < data.size()) {
+        ssize_t r = ::pwrite((*h)->fd.get(), data.data() + total, data.size() - total,
+                             static_cast<off_t>(offset + total));
+        if (r < 0) {
+            if (errno == EINTR) continue;
+            if (total > 0) break;  // a short write (e.g. ENOSPC midway) reports the part written
+            return fail(errno);
+        }
+        if (r == 0) break;
+        total += static_cast<size_t>(r);
+    }
+    return total;
+}
+
+void PassthroughFs::release(uint64_t, uint64_t fh) { handles_.remove(fh); }
+
+Result<void> PassthroughFs::flush(uint64_t, uint64_t fh) {
+    auto h = file(fh);
+    if (!h) return h.error();
+    // FLUSH is the guest's close(2). Closing a duplicate gives the host filesystem the same
+    // close-time hook (NFS writes back, POSIX locks of this process drop) while the handle
+    // itself stays open until RELEASE.
+    int dupfd = ::fcntl((*h)->fd.get(), F_DUPFD_CLOEXEC, 0);
+    if (dupfd < 0) return fail(errno);
+    if (::close(dupfd) != 0 && errno != EINTR) return fail(errno);
+    return {};
+}
+
+Result<void> PassthroughFs::fsync(uint64_t, uint64_t fh, bool datasync) {
+    auto h = file(fh);
+    if (!h) return h.error();
+    int rc = datasync ? ::fdatasync((*h)->fd.get()) : ::fsync((*h)->fd.get());
+    if (rc != 0) return fail(errno);
+    return {};
+}
+
+Result<void> PassthroughFs::fallocate(uint64_t, uint64_t fh, uint32_t mode, uint64_t offset, uint64_t length) {
+    if (read_only_) return fail(EROFS);
+    auto h = file(fh);
+    if (!h) return h.error();
+    if (!fits_off_t(offset) || !fits_off_t(length)) return fail(EFBIG);
+    if (::fallocate((*h)->fd.get(), static_cast<int>(mode), static_cast<off_t>(offset),
+                    static_cast<off_t>(length)) != 0)
+        return fail(errno);
+    return {};
+}
+
+Result<uint64_t> PassthroughFs::lseek(uint64_t, uint64_t fh, uint64_t offset, uint32_t whence) {
+    auto h = file(fh);
+    if (!h) return h.error();
+    // A directory fd's position is its readdir cursor; leave it alone.
+    if ((*h)->dir) return fail(EINVAL);
+    if (whence != SEEK_SET && whence != SEEK_CUR && whence != SEEK_END && whence != SEEK_DATA &&
+        whence != SEEK_HOLE)
+        return fail(EINVAL);
+    // I/O uses pread/pwrite, so moving the shared file position changes nothing else.
+    off_t r = ::lseek((*h)->fd.get(), static_cast<off_t>(offset), static_cast<int>(whence));
+    if (r < 0) return fail(errno);
+    return static_cast<uint64_t>(r);
+}
+
+Result<OpenFile> PassthroughFs::opendir(const Caller&, uint64_t nodeid, uint32_t) {
+    auto n = dir_node(nodeid);
+    if (!n) return n.error();
+    auto fd = paths_.reopen((*n)->fd.get(), O_RDONLY | O_DIRECTORY);
+    if (!fd) return fd.error();
+    auto h = std::make_shared<Handle>();
+    h->fd = std::move(*fd);
+    h->dir = std::make_unique<DirStream>();
+    auto fh = handles_.add(std::move(h));
+    if (!fh) return fh.error();
+    return OpenFile{*fh, 0};
+}
+
+Result<void> PassthroughFs::readdir(uint64_t, uint64_t fh, uint64_t offset, DirSink& sink) {
+    auto h = file(fh);
+    if (!h) return h.error();
+    if (!(*h)->dir) return fail(ENOTDIR);
+    DirStream& ds = *(*h)->dir;
+    const int fd = (*h)->fd.get();
+    std::lock_guard lock(ds.mu);
+
+    if (offset != ds.cursor || !ds.synced) {
+        // Offsets are the filesystem's opaque d_off cookies (or 0 to rewind); the guest only
+        // hands back ones we gave it, and the host kernel validates them either way.
+        if (!fits_off_t(offset)) return fail(EINVAL);
+        if (::lseek(fd, static_cast<off_t>(offset), SEEK_SET) < 0) return fail(errno);
+        ds.cursor = offset;
+        ds.synced = true;
+    }
+
+    alignas(LinuxDirent64) char buf[4096];
+    size_t emitted = 0;
+    while (true) {
+        long got = ::syscall(SYS_getdents64, fd, buf, sizeof(buf));
+        if (got < 0) {
+            // Entries already handed out (and, for READDIRPLUS, looked up) must reach the
+            // guest; the error comes back on the next call.
+            if (emitted > 0) return {};
+            return fail(errno);
+        }
+        if (got == 0) return {};  // end of directory
+        size_t pos = 0;
+        while (pos < static_cast<size_t>(got)) {
+            const auto* d = reinterpret_cast<const LinuxDirent64*>(buf + pos);
+            Name name = Name::trusted(std::string_view(d->d_name));
+            if (!sink.add(name, d->d_ino, d->d_type, static_cast<uint64_t>(d->d_off))) {
+                // Reply full: rewind the fd to the first entry not handed out.
+                if (::lseek(fd, static_cast<off_t>(ds.cursor), SEEK_SET) < 0) ds.synced = false;
+                return {};
+            }
+            ++emitted;
+            ds.cursor = static_cast<uint64_t>(d->d_off);
+            pos += d->d_reclen;
+        }
+    }
+}
+
+void PassthroughFs::releasedir(uint64_t, uint64_t fh) { handles_.remove(fh); }
+
+Result<void> PassthroughFs::fsyncdir(uint64_t, uint64_t fh, bool datasync) {
+    auto h = file(fh);
+    if (!h) return h.error();
+    if (!(*h)->dir) return fail(ENOTDIR);
+    int rc = datasync ? ::fdatasync((*h)->fd.get()) : ::fsync((*h)->fd.get());
+    if (rc != 0) return fail(errno);
+    return {};
+}
+
+}  // namespace krunlet::fs

@@ -1,0 +1,76 @@
+// krunlet's in-process virtio-fs server: the FUSE server side (DESIGN.md §4).
+//
+// The virtio-fs device hands every request of a descriptor chain to Server::handle(). The server
+// decodes it (fuse_wire.h), routes it (dispatcher.h) to the filesystem interface (fs_api.h), which
+// is the host passthrough backend (passthrough.h) behind the virtual-entries overlay that serves
+// /init.krun (virtual_entries.h). Nothing here needs KVM.
+#pragma once
+
+#include <sys/uio.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+
+#include "base/result.h"
+
+namespace krunlet::fs {
+
+class FileSystem;
+class Dispatcher;
+
+enum class CachePolicy {
+    Never,   // entry/attr timeouts 0 s, every open gets FOPEN_DIRECT_IO
+    Auto,    // close-to-open: entry/attr timeouts 1 s
+    Always,  // long timeouts, FOPEN_KEEP_CACHE / FOPEN_CACHE_DIR
+};
+
+struct ServerConfig {
+    std::string root_dir;                    // host directory to share (the container rootfs)
+    bool read_only = false;                  // every mutating op then gets EROFS
+    std::span<const uint8_t> init_binary;    // served read-only at /init.krun; empty = none.
+                                             // Not copied: it must outlive the Server.
+    CachePolicy cache = CachePolicy::Auto;
+    size_t max_inodes = 65536;               // live looked-up inodes (root included); ENFILE past it
+    size_t max_handles = 65536;              // open file + directory handles; ENFILE past it
+};
+
+struct ServerStats {
+    size_t inodes = 0;   // live passthrough inodes, root included
+    size_t handles = 0;  // open passthrough file and directory handles
+};
+
+class Server {
+public:
+    // Opens cfg.root_dir (it must be a directory) and /proc/self/fd, probes openat2 and whether
+    // the process may switch fsuid/fsgid. Errors name the path and the fix.
+    static Result<std::unique_ptr<Server>> create(ServerConfig cfg);
+    ~Server();
+    Server(const Server&) = delete;
+    Server& operator=(const Server&) = delete;
+
+    // Handle one FUSE request. `in` = every device-readable byte of the virtqueue descriptor chain,
+    // concatenated (struct fuse_in_header + op args [+ write payload]); guest-controlled.
+    // `out` = the chain's device-writable buffers in order. Returns how many bytes were written
+    // into `out` (fuse_out_header + reply); 0 for requests that get no reply (FORGET,
+    // BATCH_FORGET, INTERRUPT) and when not even a fuse_out_header fits into `out`.
+    // Safe to call from several threads at once.
+    size_t handle(std::span<const uint8_t> in, std::span<const struct iovec> out);
+
+    ServerStats stats() const;
+
+private:
+    Server() = default;
+    static Result<std::unique_ptr<Server>> create_impl(ServerConfig cfg);
+    size_t handle_impl(std::span<const uint8_t> in, std::span<const struct iovec> out);
+    struct Parts;
+    std::unique_ptr<Parts> p_;
+};
+
+// Hard limit on one request: a 1 MiB payload plus the header. max_write (negotiated in INIT)
+// leaves room for fuse_write_in below this.
+inline constexpr size_t kMaxRequestPayload = size_t{1} << 20;
+
+}  // namespace krunlet::fs
