@@ -62,6 +62,9 @@ Result<UniqueFd> HostPaths::open_child(int dirfd, const Name& name, int flags, m
         do {
             fd = sys_openat2(dirfd, name.c_str(), &how);
         } while (fd < 0 && errno == EAGAIN && ++tries < 4);
+        // The probe ran on the creating thread; a worker thread's seccomp filter may still
+        // answer ENOSYS. The single-component openat below is just as confined.
+        if (fd < 0 && errno == ENOSYS) fd = ::openat(dirfd, name.c_str(), flags, mode);
     } else {
         fd = ::openat(dirfd, name.c_str(), flags, mode);
     }

@@ -4,6 +4,7 @@
 #include "libkrun.h"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -276,6 +277,9 @@ int32_t krun_start_enter(uint32_t ctx_id) {
             ctx->kernel.emplace(std::move(k).value());
         }
         cfg.kernel = ctx->kernel->bytes();
+        // This process is now the VMM: a console reader that goes away must
+        // give the console device EPIPE, not kill us.
+        ::signal(SIGPIPE, SIG_IGN);
         auto vm = krunlet::Vm::create(cfg, ctx->created_ns);
         if (!vm.ok()) {
             log_error(vm.error().message);

@@ -274,6 +274,10 @@ Result<uint32_t> Vcpu::run() {
     if (::ioctl(fd(), KVM_RUN, 0) < 0) {
         // EINTR: a signal arrived during KVM_RUN, or immediate_exit was set.
         if (errno == EINTR) return static_cast<uint32_t>(KVM_EXIT_INTR);
+        // EAGAIN: an application processor woke up in the wait-for-SIPI
+        // state without having been started yet (x86.c, vcpu_block): KVM
+        // asks user space to simply call KVM_RUN again.
+        if (errno == EAGAIN) return static_cast<uint32_t>(KVM_EXIT_INTR);
         return errno_error("KVM_RUN on vCPU " + std::to_string(id_));
     }
     return run_data()->exit_reason;

@@ -125,7 +125,8 @@ public:
 
     // KVM_RUN. Returns the exit reason (KVM_EXIT_IO, KVM_EXIT_MMIO, ...).
     // When the ioctl is interrupted by a signal, or immediate_exit was set
-    // before entry, it returns KVM_EXIT_INTR (which KVM also stores in
+    // before entry, or when KVM asks to be called again (EAGAIN from an AP
+    // still waiting for its SIPI), it returns KVM_EXIT_INTR (which KVM stores in
     // run_data()->exit_reason) so the caller can tell "asked to stop" from a
     // guest exit. Any other failure is an error.
     Result<uint32_t> run();
