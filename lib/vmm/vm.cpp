@@ -316,7 +316,12 @@ void Vm::Impl::vcpu_main(size_t index) {
     std::snprintf(name, sizeof name, "vcpu-%zu", index);
     ::pthread_setname_np(::pthread_self(), name);
     LegacyIo io(config.log_level >= 4);
-    if (index == 0) trace.first_run_ns = monotonic_ns();
+    if (index == 0) {
+        trace.first_run_ns = monotonic_ns();
+        if (config.log_level >= 3)
+            std::fprintf(stderr, "krunlet: first KVM_RUN %.3f ms after start\n",
+                         double(trace.first_run_ns - trace.start_ns) / 1e6);
+    }
     while (!stopping.load(std::memory_order_acquire)) {
         auto r = vcpu.run();
         if (!r.ok()) {
