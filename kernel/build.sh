@@ -73,6 +73,9 @@ install_missing_deps() {
     fi
 }
 
+command -v dpkg-query >/dev/null \
+    || die "dpkg-query not found: this script builds from Debian's $SRC_PKG package"
+
 # The version is part of the cache key, so without it nothing can be looked
 # up: install the source package (and the rest) first in that case.
 src_version=$(dpkg-query -W -f='${Version}' "$SRC_PKG" 2>/dev/null || true)
@@ -141,6 +144,9 @@ fi
 install_missing_deps
 [[ -r $SRC_TAR ]] || die "$SRC_TAR is missing although $SRC_PKG is installed; reinstall it: apt-get install --reinstall $SRC_PKG"
 
+# Build trees of this hash left by a killed run are stale: only the lock
+# holder builds this hash.
+rm -rf "$cache_root/build-$hash".*
 work=$(mktemp -d "$cache_root/build-$hash.XXXXXX")
 cleanup() { rm -rf "$work"; }
 trap cleanup EXIT
@@ -192,6 +198,7 @@ step "make olddefconfig" "${mk[@]}" olddefconfig
 # the fragment must hold in the final .config, or the build stops here.
 verify_config() {
     local config=$1 line sym want got bad=()
+    local -A seen=()
     while IFS= read -r line; do
         if [[ $line =~ ^(CONFIG_[A-Za-z0-9_]+)=(.*)$ ]]; then
             sym=${BASH_REMATCH[1]}
@@ -202,13 +209,18 @@ verify_config() {
         else
             continue
         fi
+        if [[ -n ${seen[$sym]:-} ]]; then
+            bad+=("$sym: listed twice in the fragment (the last line wins); keep one")
+            continue
+        fi
+        seen[$sym]=1
         got=$(grep -m1 "^$sym=" "$config" | cut -d= -f2- || true)
         [[ -z $got ]] && got=n
         [[ $got == "$want" ]] || bad+=("$sym: requested $want, final .config has $got")
     done <"$fragment"
     if [[ ${#bad[@]} -gt 0 ]]; then
         cp "$config" "$cache_root/$hash.failed.config"
-        printf 'kernel/build.sh: error: Kconfig dropped %d requested option(s):\n' "${#bad[@]}" >&2
+        printf 'kernel/build.sh: error: %d requested option(s) do not hold in the final .config:\n' "${#bad[@]}" >&2
         printf '  %s\n' "${bad[@]}" >&2
         die "fix the dependencies in $fragment (final config kept at $cache_root/$hash.failed.config)"
     fi
@@ -238,6 +250,6 @@ chmod 0644 "$out/vmlinux" "$out/config"
 rm -rf "$entry"
 mv "$out" "$entry"
 rm -f "$failed_log" "$cache_root/$hash.failed.config"
-log "built $(du -h "$cached" | cut -f1) vmlinux"
+log "built vmlinux: $(stat -c %s "$cached") bytes"
 
 deliver

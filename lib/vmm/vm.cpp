@@ -286,12 +286,6 @@ void Vm::Impl::end(int code, std::string reason, bool reset) {
 
 void Vm::request_stop(int exit_code, const char* reason) { impl_->end(exit_code, reason, false); }
 
-void Vm::forward_signal(int signo) {
-    // Runs the send on whatever thread calls; the vsock device expects the
-    // loop thread, so this is wired by the signal-forwarding issue.
-    (void)signo;
-}
-
 void Vm::Impl::handle_mmio(kvm_run* run) {
     uint64_t addr = run->mmio.phys_addr;
     uint32_t len = run->mmio.len;

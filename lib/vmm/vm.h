@@ -20,8 +20,6 @@ public:
     VmOutcome run();
     // Ask a running VM to end (any thread, async-signal-unsafe).
     void request_stop(int exit_code, const char* reason);
-    // Forward a signal to the guest workload over the control channel.
-    void forward_signal(int signo);
 
     struct Impl;
 
