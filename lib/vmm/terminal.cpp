@@ -7,9 +7,9 @@ namespace krunlet {
 RawTerminal::RawTerminal(int fd) : fd_(fd) {
     if (fd < 0 || ::isatty(fd) == 0 || ::tcgetattr(fd, &saved_) != 0) return;
     struct termios raw = saved_;
+    // Fully raw, output included: the guest's own tty already turns \n into
+    // \r\n, and doing it again here would print \r\r\n.
     ::cfmakeraw(&raw);
-    // Keep output post-processing as it was: the guest already sends \r\n.
-    raw.c_oflag = saved_.c_oflag;
     if (::tcsetattr(fd, TCSANOW, &raw) == 0) active_ = true;
 }
 

@@ -143,3 +143,16 @@ TEST_CASE("a guest kernel panic ends the VM with the crash code in under 5 s") {
     CHECK(r.status == 124);
     CHECK(r.seconds < 5.0);
 }
+
+TEST_CASE("a terminal: the workload gets a tty and output is not mangled") {
+    ScratchRootfs fs;
+    // script(1) gives krunlet a pseudo-terminal as stdin/stdout, as an
+    // interactive `podman run -t` would; -e passes the exit code on.
+    std::string cmd = std::string(KRUNLET_BIN_DIR) + "/krunlet run " + fs.path() +
+                      " -- /bin/sh -c 'test -t 0 && test -t 1 && echo tty-ok; exit 3'";
+    auto r = krunlet::test::run_process({"/usr/bin/script", "-qec", cmd, "/dev/null"});
+    RUN_INFO(r);
+    CHECK(r.status == 3);
+    // One \r\n per line: the guest's tty adds the \r, the host terminal is raw.
+    CHECK(r.out == "tty-ok\r\n");
+}
