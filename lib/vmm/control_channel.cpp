@@ -35,8 +35,13 @@ void ControlChannel::on_data(std::span<const uint8_t> bytes) {
         if (*type == "exit") {
             auto code = j.find("code");
             if (code == j.end() || !code->is_number_integer()) continue;
-            int c = code->get<int>();
-            if (c < 0 || c > 255) c = kExitVmmError;
+            // Range-check in 64 bits before narrowing: 2^32 must not become 0.
+            int c = kExitVmmError;
+            if (code->is_number_unsigned()) {
+                if (code->get<uint64_t>() <= 255) c = static_cast<int>(code->get<uint64_t>());
+            } else if (int64_t v = code->get<int64_t>(); v >= 0 && v <= 255) {
+                c = static_cast<int>(v);
+            }
             if (!exit_code_) {
                 exit_code_ = c;
                 if (on_exit_) on_exit_(c);

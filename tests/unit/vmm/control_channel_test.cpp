@@ -72,6 +72,17 @@ TEST_CASE("control channel: hostile guest messages are ignored or poison the str
     REQUIRE(exits.size() == 1);
     CHECK(exits[0] == krunlet::kExitVmmError);
 
+    // Found by fuzz_control_decoder: codes outside 0..255 that would wrap
+    // when narrowed to int must not turn into success.
+    for (const char* wrap : {R"({"type":"exit","code":4294967296})", R"({"type":"exit","code":-4294967295})"}) {
+        ControlChannel w({}, false, [&](int c) { exits.push_back(c); });
+        w.on_connect([](std::span<const uint8_t>) { return true; });
+        w.on_data(bytes(control::frame(wrap)));
+        REQUIRE(exits.size() >= 2);
+        CHECK(exits.back() == krunlet::kExitVmmError);
+    }
+    exits.resize(1);
+
     // A length above the limit breaks the decoder for good.
     ControlChannel ch2({}, false, [&](int c) { exits.push_back(c); });
     std::string huge("\xff\xff\xff\x7f", 4);
