@@ -432,6 +432,12 @@ bool VsockDevice::build_packet(Connection& c, VsockHeader& h, std::vector<uint8_
 void VsockDevice::pump_rx() {
     bool used = false;
     std::vector<uint8_t> payload;
+    // Connections tried since the last packet was built. Once every ready
+    // connection has been tried with the held buffer and none could use it
+    // (guest-controlled: e.g. a buffer with room for a header only, while
+    // they only have data), stop: retrying would spin forever with the
+    // transport mutex held. The buffer stays held for the next kick.
+    size_t fruitless = 0;
     while (rx_ != nullptr) {
         // Drop connections with nothing sendable from the front of the list;
         // credit or new data puts them back.
@@ -473,13 +479,26 @@ void VsockDevice::pump_rx() {
             auto c = ready_.front().lock();
             ready_.pop_front();
             built = build_packet(*c, h, payload, room - kHeaderSize);
+            if (!built && room == kHeaderSize && c->wants_to_send()) {
+                // guest-controlled: a buffer with no room for payload. Use
+                // it for a credit update (a header-only packet is always
+                // valid), so it does not block the buffers behind it.
+                h.op = kOpCreditUpdate;
+                h.len = 0;
+                payload.clear();
+                built = true;
+            }
             // Round robin: a connection with more to say goes to the back.
             if (c->wants_to_send())
                 ready_.push_back(c);
             else
                 c->queued_ = false;
         }
-        if (!built) continue;  // keep the held buffer for the next packet
+        if (!built) {
+            if (++fruitless > ready_.size()) break;
+            continue;  // keep the held buffer for the next packet
+        }
+        fruitless = 0;
         rx_held_->copy_to_writable(0, std::span(reinterpret_cast<const uint8_t*>(&h), kHeaderSize));
         rx_held_->copy_to_writable(kHeaderSize, payload);
         rx_->add_used(std::move(*rx_held_), static_cast<uint32_t>(kHeaderSize + h.len));
