@@ -10,7 +10,9 @@ namespace krunlet::fs {
 namespace {
 
 // Ops that change the filesystem: a read-only share answers them with EROFS before decoding.
-// (OPEN/CREATE for writing are refused by the backend, which sees the flags.)
+// OPEN for writing is refused by the backend, which sees the flags (and checks every op above
+// again, so neither layer alone decides). Not here: FLUSH/FSYNC/FSYNCDIR/SYNCFS (they only
+// push out what is already written) and locks (a read-only mount has them too).
 bool is_mutating(uint32_t opcode) {
     switch (opcode) {
         case FUSE_SETATTR:
@@ -39,16 +41,18 @@ bool has_no_reply(uint32_t opcode) {
     return opcode == FUSE_FORGET || opcode == FUSE_BATCH_FORGET || opcode == FUSE_INTERRUPT;
 }
 
-CacheTimes times_for(CachePolicy p) {
-    switch (p) {
-        case CachePolicy::Never:
-            return {0, 0};
-        case CachePolicy::Auto:
-            return {1, 0};
-        case CachePolicy::Always:
-            return {86400, 0};
-    }
-    return {0, 0};
+CacheTimes times_for(const DispatchConfig& cfg) {
+    using std::chrono::nanoseconds;
+    using std::chrono::seconds;
+    auto split = [](nanoseconds t, uint64_t& sec, uint32_t& nsec) {
+        auto whole = std::chrono::duration_cast<seconds>(t);
+        sec = static_cast<uint64_t>(whole.count());
+        nsec = static_cast<uint32_t>((t - whole).count());
+    };
+    CacheTimes ct;
+    split(cfg.entry_timeout, ct.entry_sec, ct.entry_nsec);
+    split(cfg.attr_timeout, ct.attr_sec, ct.attr_nsec);
+    return ct;
 }
 
 // A time from fuse_setattr_in: seconds are signed on the wire in practice (times before 1970).
@@ -61,7 +65,7 @@ bool decode_time(uint64_t sec, uint32_t nsec, timespec& out) {
 
 }  // namespace
 
-Dispatcher::Dispatcher(FileSystem& fs, DispatchConfig cfg) : fs_(fs), cfg_(cfg), times_(times_for(cfg.cache)) {}
+Dispatcher::Dispatcher(FileSystem& fs, DispatchConfig cfg) : fs_(fs), cfg_(cfg), times_(times_for(cfg)) {}
 
 size_t Dispatcher::dispatch(const fuse_in_header& h, std::span<const uint8_t> args, ReplyWriter& w) {
     Req r{h, Caller{h.uid, h.gid, h.pid}, ArgReader(args), w};
@@ -111,7 +115,18 @@ size_t Dispatcher::dispatch(const fuse_in_header& h, std::span<const uint8_t> ar
             case FUSE_GETXATTR: rc = op_getxattr(r, false); break;
             case FUSE_LISTXATTR: rc = op_getxattr(r, true); break;
             case FUSE_REMOVEXATTR: rc = op_removexattr(r); break;
-            default: rc = ENOSYS; break;  // locks, ioctl, poll, bmap, DAX mappings, ...
+            case FUSE_GETLK: rc = op_getlk(r); break;
+            case FUSE_SETLK: rc = op_setlk(r, false); break;
+            case FUSE_SETLKW: rc = op_setlk(r, true); break;
+            case FUSE_COPY_FILE_RANGE: rc = op_copy_file_range(r); break;
+            case FUSE_IOCTL: rc = op_ioctl(r); break;
+            case FUSE_SYNCFS: rc = op_syncfs(r); break;
+            // POLL: every file the guest opens through us is a regular file or a directory
+            // (FIFOs, sockets and devices are the guest kernel's own), and those are always
+            // ready. ENOSYS makes the 6.1 client stop asking and report exactly that
+            // (DEFAULT_POLLMASK, fs/fuse/file.c fuse_file_poll) with no further round trips.
+            case FUSE_POLL: rc = ENOSYS; break;
+            default: rc = ENOSYS; break;  // bmap, DAX mappings, tmpfile, notify replies, ...
         }
     }
     if (rc == kNoReply) return 0;
@@ -126,8 +141,8 @@ int Dispatcher::reply_entry(Req& r, const Entry& e) {
 
 int Dispatcher::reply_attr(Req& r, const struct stat& st) {
     fuse_attr_out out{};
-    out.attr_valid = times_.sec;
-    out.attr_valid_nsec = times_.nsec;
+    out.attr_valid = times_.attr_sec;
+    out.attr_valid_nsec = times_.attr_nsec;
     encode_attr(st, out.attr);
     return r.w.append_obj(out) ? 0 : kReplyTooBig;
 }
@@ -149,13 +164,14 @@ int Dispatcher::op_init(Req& r) {
     }
     if (in.major < FUSE_KERNEL_VERSION || in.minor < kMinFuseMinor) return EPROTO;
 
-    constexpr uint32_t kWanted = FUSE_ASYNC_READ | FUSE_ATOMIC_O_TRUNC | FUSE_EXPORT_SUPPORT | FUSE_BIG_WRITES |
-                                 FUSE_DO_READDIRPLUS | FUSE_READDIRPLUS_AUTO | FUSE_PARALLEL_DIROPS |
-                                 FUSE_MAX_PAGES;
+    uint32_t wanted = FUSE_ASYNC_READ | FUSE_ATOMIC_O_TRUNC | FUSE_EXPORT_SUPPORT | FUSE_BIG_WRITES |
+                      FUSE_DO_READDIRPLUS | FUSE_READDIRPLUS_AUTO | FUSE_PARALLEL_DIROPS | FUSE_MAX_PAGES;
+    // Offering locks moves them from the guest kernel to us (server.h, LockPolicy).
+    if (cfg_.locks == LockPolicy::Host) wanted |= FUSE_POSIX_LOCKS | FUSE_FLOCK_LOCKS;
     out.major = FUSE_KERNEL_VERSION;
     out.minor = std::min<uint32_t>(in.minor, FUSE_KERNEL_MINOR_VERSION);
     out.max_readahead = in.max_readahead;
-    out.flags = in.flags & kWanted;  // only what the guest offered; no writeback cache yet
+    out.flags = in.flags & wanted;   // only what the guest offered; no writeback cache yet
     out.max_background = 64;         // concurrent background requests (readahead, async I/O)
     out.congestion_threshold = 48;
     out.max_write = kMaxWrite;
@@ -200,8 +216,9 @@ int Dispatcher::op_lookup(Req& r) {
     auto e = fs_.lookup(r.caller, r.h.nodeid, name);
     if (!e) {
         // A negative entry (nodeid 0) with a timeout lets the guest cache "no such file"
-        // for as long as it caches positive entries.
-        if (e.error().code == ENOENT && cfg_.cache != CachePolicy::Never) return reply_entry(r, Entry{});
+        // for as long as it caches positive entries; without one it is just ENOENT.
+        bool cache_negative = times_.entry_sec != 0 || times_.entry_nsec != 0;
+        if (e.error().code == ENOENT && cache_negative) return reply_entry(r, Entry{});
         return e.error().code;
     }
     return reply_entry(r, *e);

@@ -3,6 +3,7 @@
 //
 //   dispatcher.cpp     — routing, INIT/DESTROY, FORGET, and the name/attribute ops
 //   dispatcher_io.cpp  — open files, directories, xattrs, statfs
+//   dispatcher_misc.cpp — locks, COPY_FILE_RANGE, IOCTL, POLL, SYNCFS
 //
 // Rules every handler follows:
 //   - arguments are read through ArgReader only; a request whose arguments are short, or that
@@ -15,6 +16,7 @@
 #include <linux/fuse.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <span>
 
@@ -37,6 +39,9 @@ inline constexpr int kReplyTooBig = EOVERFLOW;
 struct DispatchConfig {
     bool read_only = false;
     CachePolicy cache = CachePolicy::Auto;
+    std::chrono::nanoseconds entry_timeout{0};  // validated: 0 to kMaxCacheTimeout
+    std::chrono::nanoseconds attr_timeout{0};
+    LockPolicy locks = LockPolicy::Guest;
 };
 
 class Dispatcher {
@@ -87,11 +92,16 @@ private:
     int op_setxattr(Req& r);
     int op_getxattr(Req& r, bool list);
     int op_removexattr(Req& r);
+    // dispatcher_misc.cpp
+    int op_getlk(Req& r);
+    int op_setlk(Req& r, bool wait);
+    int op_copy_file_range(Req& r);
+    int op_ioctl(Req& r);
+    int op_syncfs(Req& r);
 
     // Shared encoders (fail with kReplyTooBig if the reply does not fit).
     int reply_entry(Req& r, const Entry& e);
     int reply_attr(Req& r, const struct stat& st);
-    uint32_t open_flags_for_policy(bool dir) const;
 
     FileSystem& fs_;
     DispatchConfig cfg_;

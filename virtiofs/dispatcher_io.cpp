@@ -77,18 +77,6 @@ private:
 
 }  // namespace
 
-uint32_t Dispatcher::open_flags_for_policy(bool dir) const {
-    switch (cfg_.cache) {
-        case CachePolicy::Never:
-            return dir ? 0 : FOPEN_DIRECT_IO;
-        case CachePolicy::Auto:
-            return 0;  // close-to-open: the guest drops cached pages on every open
-        case CachePolicy::Always:
-            return dir ? (FOPEN_CACHE_DIR | FOPEN_KEEP_CACHE) : FOPEN_KEEP_CACHE;
-    }
-    return 0;
-}
-
 int Dispatcher::op_open(Req& r, bool dir) {
     fuse_open_in in;
     if (!r.args.read(in) || !r.args.at_end()) return EINVAL;
@@ -97,7 +85,7 @@ int Dispatcher::op_open(Req& r, bool dir) {
     if (!f) return f.error().code;
     fuse_open_out out{};
     out.fh = f->fh;
-    out.open_flags = f->open_flags | open_flags_for_policy(dir);
+    out.open_flags = f->open_flags | policy_open_flags(cfg_.cache, dir);
     r.w.append_obj(out);
     return 0;
 }
@@ -112,7 +100,7 @@ int Dispatcher::op_create(Req& r) {
     reply_entry(r, c->entry);
     fuse_open_out out{};
     out.fh = c->file.fh;
-    out.open_flags = c->file.open_flags | open_flags_for_policy(false);
+    out.open_flags = c->file.open_flags | policy_open_flags(cfg_.cache, false);
     r.w.append_obj(out);
     return 0;
 }
@@ -158,7 +146,7 @@ int Dispatcher::op_release(Req& r, bool dir) {
 int Dispatcher::op_flush(Req& r) {
     fuse_flush_in in;
     if (!r.args.read(in) || !r.args.at_end()) return EINVAL;
-    auto res = fs_.flush(r.h.nodeid, in.fh);
+    auto res = fs_.flush(r.h.nodeid, in.fh, in.lock_owner);
     return res ? 0 : res.error().code;
 }
 

@@ -81,6 +81,14 @@ struct SetAttrRequest {
     std::optional<timespec> mtime;
 };
 
+// A byte-range lock as FUSE carries it (struct fuse_file_lock).
+struct FileLock {
+    uint64_t start = 0;
+    uint64_t end = 0;   // inclusive; INT64_MAX (OFFSET_MAX) = to the end of the file, however long
+    uint32_t type = 0;  // F_RDLCK, F_WRLCK or F_UNLCK
+    uint32_t pid = 0;   // guest tgid: the locker (SETLK), or the holder (GETLK reply; 0 = not a guest process)
+};
+
 // Receives directory entries in stream order.
 class DirSink {
 public:
@@ -132,11 +140,28 @@ public:
     virtual Result<size_t> read(uint64_t node, uint64_t fh, uint64_t offset, std::span<const iovec> dst) = 0;
     virtual Result<size_t> write(uint64_t node, uint64_t fh, uint64_t offset, std::span<const uint8_t> data) = 0;
     virtual void release(uint64_t node, uint64_t fh) = 0;
-    virtual Result<void> flush(uint64_t node, uint64_t fh) = 0;
+    // The guest's close(2) of one descriptor; `lock_owner` is the closing process's POSIX lock
+    // owner, whose locks on the file go with it.
+    virtual Result<void> flush(uint64_t node, uint64_t fh, uint64_t lock_owner) = 0;
     virtual Result<void> fsync(uint64_t node, uint64_t fh, bool datasync) = 0;
     virtual Result<void> fallocate(uint64_t node, uint64_t fh, uint32_t mode, uint64_t offset,
                                    uint64_t length) = 0;
     virtual Result<uint64_t> lseek(uint64_t node, uint64_t fh, uint64_t offset, uint32_t whence) = 0;
+    // Copies up to `len` bytes between two open files; returns the count copied (may be short).
+    virtual Result<size_t> copy_file_range(uint64_t node_in, uint64_t fh_in, uint64_t off_in, uint64_t node_out,
+                                           uint64_t fh_out, uint64_t off_out, uint64_t len, uint64_t flags) = 0;
+
+    // Locks (only asked for when the server offers them in INIT). `owner` identifies the
+    // guest's lock owner (a process's file table for POSIX locks). GETLK reports the first
+    // lock that conflicts with `query`, or type F_UNLCK. SETLK never waits: `wait` (SETLKW)
+    // only chooses the error for a conflict (see locks in passthrough.h). `flock` asks for
+    // flock(2) semantics on the handle instead of a POSIX byte range.
+    virtual Result<FileLock> getlk(uint64_t node, uint64_t fh, uint64_t owner, const FileLock& query) = 0;
+    virtual Result<void> setlk(uint64_t node, uint64_t fh, uint64_t owner, const FileLock& lk, bool flock,
+                               bool wait) = 0;
+
+    // SYNCFS: push everything the share's filesystems hold to stable storage.
+    virtual Result<void> syncfs() = 0;
 
     // Directories.
     virtual Result<OpenFile> opendir(const Caller& c, uint64_t node, uint32_t flags) = 0;

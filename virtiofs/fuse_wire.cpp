@@ -44,6 +44,12 @@ static_assert(sizeof(fuse_interrupt_in) == 8);
 static_assert(sizeof(fuse_fallocate_in) == 32);
 static_assert(sizeof(fuse_lseek_in) == 24);
 static_assert(sizeof(fuse_lseek_out) == 8);
+static_assert(sizeof(fuse_file_lock) == 24);
+static_assert(sizeof(fuse_lk_in) == 48);
+static_assert(sizeof(fuse_lk_out) == 24);
+static_assert(sizeof(fuse_copy_file_range_in) == 56);
+static_assert(sizeof(fuse_ioctl_in) == 32);
+static_assert(sizeof(fuse_syncfs_in) == 8);
 static_assert(sizeof(fuse_dirent) == 24 && offsetof(fuse_dirent, name) == 24);
 static_assert(sizeof(fuse_direntplus) == 152);
 
@@ -200,10 +206,10 @@ void encode_entry(const Entry& e, CacheTimes t, fuse_entry_out& out) {
     out = fuse_entry_out{};
     out.nodeid = e.nodeid;
     out.generation = e.generation;
-    out.entry_valid = t.sec;
-    out.entry_valid_nsec = t.nsec;
-    out.attr_valid = t.sec;
-    out.attr_valid_nsec = t.nsec;
+    out.entry_valid = t.entry_sec;
+    out.entry_valid_nsec = t.entry_nsec;
+    out.attr_valid = t.attr_sec;
+    out.attr_valid_nsec = t.attr_nsec;
     encode_attr(e.attr, out.attr);
 }
 

@@ -103,10 +103,13 @@ private:
     size_t cur_off_ = 0;
 };
 
-// How long the guest may cache entries and attributes (fuse_entry_out / fuse_attr_out).
+// How long the guest may cache a name (entry_valid) and attributes (attr_valid), as the
+// seconds + nanoseconds pairs of fuse_entry_out / fuse_attr_out.
 struct CacheTimes {
-    uint64_t sec = 0;
-    uint32_t nsec = 0;
+    uint64_t entry_sec = 0;
+    uint32_t entry_nsec = 0;
+    uint64_t attr_sec = 0;
+    uint32_t attr_nsec = 0;
 };
 
 // struct stat → struct fuse_attr. The device number is re-encoded in the kernel's

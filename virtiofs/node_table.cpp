@@ -7,18 +7,19 @@
 
 namespace krunlet::fs {
 
-void InodeTable::set_root(UniqueFd fd, const struct stat& st) {
+void InodeTable::set_root(UniqueFd fd, const struct stat& st, uint64_t mnt_id) {
     auto root = std::make_shared<Inode>();
     root->fd = std::move(fd);
     root->nodeid = kRootNodeId;
     root->dev = st.st_dev;
     root->ino = st.st_ino;
+    root->mnt_id = mnt_id;
     root->type = st.st_mode & S_IFMT;
     root->nlookup = 1;
     std::lock_guard lock(mu_);
     root_ = root;
     by_id_[kRootNodeId] = root;
-    by_key_[Key{st.st_dev, st.st_ino}] = root;
+    by_key_[key_of(*root)] = root;
 }
 
 InodeRef InodeTable::get(uint64_t nodeid) const {
@@ -27,12 +28,12 @@ InodeRef InodeTable::get(uint64_t nodeid) const {
     return it == by_id_.end() ? nullptr : it->second;
 }
 
-Result<InodeRef> InodeTable::add_lookup(UniqueFd fd, const struct stat& st) {
+Result<InodeRef> InodeTable::add_lookup(UniqueFd fd, const struct stat& st, uint64_t mnt_id, bool refused_mount) {
     UniqueFd spare;  // closed after the lock is released
     InodeRef result;
     {
         std::lock_guard lock(mu_);
-        Key key{st.st_dev, st.st_ino};
+        InodeKey key{st.st_dev, st.st_ino, mnt_id};
         auto it = by_key_.find(key);
         if (it != by_key_.end()) {
             result = it->second;
@@ -45,7 +46,9 @@ Result<InodeRef> InodeTable::add_lookup(UniqueFd fd, const struct stat& st) {
             node->nodeid = next_id_++;
             node->dev = st.st_dev;
             node->ino = st.st_ino;
+            node->mnt_id = mnt_id;
             node->type = st.st_mode & S_IFMT;
+            node->refused_mount = refused_mount;
             node->nlookup = 1;
             by_id_.emplace(node->nodeid, node);
             by_key_.emplace(key, node);
@@ -55,25 +58,42 @@ Result<InodeRef> InodeTable::add_lookup(UniqueFd fd, const struct stat& st) {
     return result;
 }
 
-InodeRef InodeTable::ref_existing(dev_t dev, ino_t ino) {
+InodeRef InodeTable::ref_existing(const InodeKey& key) {
     std::lock_guard lock(mu_);
-    auto it = by_key_.find(Key{dev, ino});
+    auto it = by_key_.find(key);
     if (it == by_key_.end()) return nullptr;
     if (it->second != root_) ++it->second->nlookup;
     return it->second;
 }
 
-void InodeTable::forget(uint64_t nodeid, uint64_t n) {
+bool InodeTable::forget(uint64_t nodeid, uint64_t n) {
     InodeRef dropped;  // its fd closes after the lock is released
     std::lock_guard lock(mu_);
     auto it = by_id_.find(nodeid);
-    if (it == by_id_.end() || it->second == root_) return;
+    if (it == by_id_.end() || it->second == root_) return false;
     Inode& node = *it->second;
     node.nlookup = n >= node.nlookup ? 0 : node.nlookup - n;
-    if (node.nlookup != 0) return;
+    if (node.nlookup != 0) return false;
     dropped = std::move(it->second);
     by_id_.erase(it);
-    by_key_.erase(Key{dropped->dev, dropped->ino});
+    by_key_.erase(key_of(*dropped));
+    return true;
+}
+
+std::vector<InodeRef> InodeTable::one_per_device() const {
+    std::unordered_map<dev_t, InodeRef> pick;
+    {
+        std::lock_guard lock(mu_);
+        for (const auto& [id, n] : by_id_) {
+            if (n->refused_mount || (n->type != S_IFDIR && n->type != S_IFREG)) continue;
+            auto [it, fresh] = pick.emplace(n->dev, n);
+            if (!fresh && it->second->type != S_IFDIR && n->type == S_IFDIR) it->second = n;
+        }
+    }
+    std::vector<InodeRef> out;
+    out.reserve(pick.size());
+    for (auto& [dev, n] : pick) out.push_back(std::move(n));
+    return out;
 }
 
 void InodeTable::clear() {
@@ -84,7 +104,7 @@ void InodeTable::clear() {
         by_key_.clear();
         if (root_) {
             by_id_[kRootNodeId] = root_;
-            by_key_[Key{root_->dev, root_->ino}] = root_;
+            by_key_[key_of(*root_)] = root_;
         }
     }
 }
@@ -96,10 +116,22 @@ size_t InodeTable::size() const {
 
 Result<uint64_t> HandleTable::add(HandleRef h) {
     std::lock_guard lock(mu_);
-    if (by_fh_.size() >= max_) return fail(ENFILE);
+    if (by_fh_.size() + reserved_ >= max_) return fail(ENFILE);
     uint64_t fh = next_fh_++;
     by_fh_.emplace(fh, std::move(h));
     return fh;
+}
+
+Result<void> HandleTable::reserve() {
+    std::lock_guard lock(mu_);
+    if (by_fh_.size() + reserved_ >= max_) return fail(ENFILE);
+    ++reserved_;
+    return {};
+}
+
+void HandleTable::unreserve() {
+    std::lock_guard lock(mu_);
+    if (reserved_ > 0) --reserved_;
 }
 
 HandleRef HandleTable::get(uint64_t fh) const {

@@ -7,25 +7,39 @@
 
 #include <sys/stat.h>
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <mutex>
 #include <unordered_map>
+#include <vector>
 
 #include "base/fd.h"
 #include "base/result.h"
 
 namespace krunlet::fs {
 
-// One host object the guest has looked up. The key is (st_dev, st_ino); the mount id joins it
-// when submounts are supported.
+// One host object the guest has looked up, keyed by (st_dev, st_ino, mount id): two bind
+// mounts of one directory are two inodes (mounts.h).
 struct Inode {
     UniqueFd fd;           // O_PATH | O_NOFOLLOW: names the object, can't do I/O on it
     uint64_t nodeid = 0;
     dev_t dev = 0;
     ino_t ino = 0;
+    uint64_t mnt_id = 0;
     mode_t type = 0;       // S_IFMT bits; an inode never changes type
+    // The root of a mount the guest may not enter (Mounts::may_enter): served as an empty
+    // directory that can't be changed; `fd` is never used for anything but its attributes.
+    bool refused_mount = false;
     uint64_t nlookup = 0;  // guarded by InodeTable's mutex
+};
+
+// What identifies an object to the table.
+struct InodeKey {
+    dev_t dev = 0;
+    ino_t ino = 0;
+    uint64_t mnt_id = 0;
+    bool operator==(const InodeKey&) const = default;
 };
 using InodeRef = std::shared_ptr<Inode>;
 
@@ -34,7 +48,7 @@ public:
     InodeTable(size_t max_inodes, uint64_t first_nodeid) : max_(max_inodes), next_id_(first_nodeid) {}
 
     // Installs the root (nodeid 1). Its lookup count is never lowered: the guest can't forget it.
-    void set_root(UniqueFd fd, const struct stat& st);
+    void set_root(UniqueFd fd, const struct stat& st, uint64_t mnt_id);
     InodeRef root() const { return root_; }
 
     // nullptr when the guest names a node it never looked up (or already forgot).
@@ -42,37 +56,39 @@ public:
 
     // Counts one lookup of the object `fd` (an O_PATH fd) refers to. If the object is already
     // known, that entry gains the reference and `fd` is closed; otherwise `fd` becomes a new
-    // entry. ENFILE when the table is full.
-    Result<InodeRef> add_lookup(UniqueFd fd, const struct stat& st);
+    // entry (marked `refused_mount` as asked). ENFILE when the table is full.
+    Result<InodeRef> add_lookup(UniqueFd fd, const struct stat& st, uint64_t mnt_id, bool refused_mount = false);
 
-    // Counts one lookup of an object that is already in the table, found by (dev, ino) without
+    // Counts one lookup of an object that is already in the table, found by its key without
     // opening it; nullptr if it isn't known (then the caller opens it and uses add_lookup).
-    InodeRef ref_existing(dev_t dev, ino_t ino);
+    InodeRef ref_existing(const InodeKey& key);
 
-    // Drops `n` lookups (clamped); the entry goes when none are left. Unknown ids are ignored,
-    // as the protocol gives FORGET no reply to carry an error.
-    void forget(uint64_t nodeid, uint64_t n);
+    // Drops `n` lookups (clamped); the entry goes when none are left (then true). Unknown ids
+    // are ignored, as the protocol gives FORGET no reply to carry an error.
+    bool forget(uint64_t nodeid, uint64_t n);
+
+    // One live inode per filesystem (st_dev) that can be reopened, preferring directories;
+    // refused mounts, symlinks and special files are skipped. For SYNCFS.
+    std::vector<InodeRef> one_per_device() const;
 
     // Forgets everything but the root (DESTROY).
     void clear();
     size_t size() const;
 
 private:
-    struct Key {
-        dev_t dev;
-        ino_t ino;
-        bool operator==(const Key&) const = default;
-    };
     struct KeyHash {
-        size_t operator()(const Key& k) const { return std::hash<uint64_t>()(k.ino * 0x9e3779b97f4a7c15ull ^ k.dev); }
+        size_t operator()(const InodeKey& k) const {
+            return std::hash<uint64_t>()((k.ino * 0x9e3779b97f4a7c15ull) ^ k.dev ^ (k.mnt_id << 40));
+        }
     };
+    static InodeKey key_of(const Inode& n) { return InodeKey{n.dev, n.ino, n.mnt_id}; }
 
     mutable std::mutex mu_;
     size_t max_;
     uint64_t next_id_;
     InodeRef root_;
     std::unordered_map<uint64_t, InodeRef> by_id_;
-    std::unordered_map<Key, InodeRef, KeyHash> by_key_;
+    std::unordered_map<InodeKey, InodeRef, KeyHash> by_key_;
 };
 
 // Readdir position of an open directory. Entries are read into a small per-call buffer; when a
@@ -82,11 +98,14 @@ struct DirStream {
     std::mutex mu;        // one READDIR at a time per handle
     uint64_t cursor = 0;  // the directory offset of the next entry to hand out
     bool synced = true;   // false if a seek back failed: the next READDIR seeks first
+    uint64_t empty_ino = 0;  // st_ino of a refused mount point (its handle has no fd)
 };
 
 struct Handle {
-    UniqueFd fd;                     // opened for I/O (regular file) or reading (directory)
+    UniqueFd fd;                     // opened for I/O (regular file) or reading (directory);
+                                     // invalid for a refused mount point's directory
     std::unique_ptr<DirStream> dir;  // set for directories only
+    std::atomic<bool> flocked{false};  // a flock(2) lock was taken on fd (host lock policy)
 };
 using HandleRef = std::shared_ptr<Handle>;
 
@@ -96,6 +115,10 @@ public:
 
     // ENFILE when the table is full.
     Result<uint64_t> add(HandleRef h);
+    // Counts one descriptor that is not a handle (a lock owner's, locks.h) against the same
+    // cap, so the guest can't open more host fds through locks than through handles.
+    Result<void> reserve();
+    void unreserve();
     HandleRef get(uint64_t fh) const;
     // Removes and returns the handle (nullptr if unknown); its fd closes when the last
     // in-flight request using it is done.
@@ -106,6 +129,7 @@ public:
 private:
     mutable std::mutex mu_;
     size_t max_;
+    size_t reserved_ = 0;
     uint64_t next_fh_ = 1;
     std::unordered_map<uint64_t, HandleRef> by_fh_;
 };

@@ -4,23 +4,34 @@
 //   passthrough_entry.cpp — name operations: lookup, forget, create/mkdir/mknod/symlink/link,
 //                           unlink/rmdir/rename, readlink
 //   passthrough_attr.cpp  — getattr/setattr/access/statfs and extended attributes
-//   passthrough_io.cpp    — open files and directories: open/read/write/…/readdir
+//   passthrough_io.cpp    — open files and directories: open/read/write/…/readdir, copy, syncfs
+//   passthrough_locks.cpp — POSIX locks and flock (LockPolicy::Host)
 //
 // Policy (see also host_path.h):
 //   - Unknown node ids get ESTALE, unknown file handles EBADF.
 //   - LOOKUP of ".." in the root gives the root; every other ".." or "." is EINVAL (the guest
 //     resolves those itself; only NFS-export style lookups would send them).
 //   - FIFOs, sockets and device nodes are never opened on the host: ENXIO.
+//   - Inodes are keyed by (dev, ino, mount id). A LOOKUP that crosses into a mount of a
+//     pseudo filesystem (procfs, sysfs, devtmpfs, ...) does not enter it: the guest sees an
+//     empty directory there that every change refuses with EACCES (mounts.h says why).
+//   - Locks (host lock policy only): POSIX locks are OFD locks on one descriptor per (inode,
+//     lock owner), flock locks are flock(2) on the handle; nothing ever waits
+//     (passthrough_locks.cpp). Lock descriptors count against max_handles.
 //   - New objects are created as the request's uid:gid (fs_creds.h); their permission bits are
 //     mode & ~umask from the request, re-applied with chmod if the server's own umask removed
 //     some of them.
 #pragma once
+
+#include <fcntl.h>
 
 #include <memory>
 #include <string>
 
 #include "virtiofs/fs_api.h"
 #include "virtiofs/host_path.h"
+#include "virtiofs/lock_table.h"
+#include "virtiofs/mounts.h"
 #include "virtiofs/node_table.h"
 
 namespace krunlet::fs {
@@ -28,6 +39,7 @@ namespace krunlet::fs {
 struct PassthroughConfig {
     std::string root_dir;
     bool read_only = false;
+    bool host_locks = false;  // serve GETLK/SETLK/SETLKW (else they are ENOSYS)
     size_t max_inodes = 65536;
     size_t max_handles = 65536;
 };
@@ -59,10 +71,16 @@ public:
     Result<size_t> read(uint64_t node, uint64_t fh, uint64_t offset, std::span<const iovec> dst) override;
     Result<size_t> write(uint64_t node, uint64_t fh, uint64_t offset, std::span<const uint8_t> data) override;
     void release(uint64_t node, uint64_t fh) override;
-    Result<void> flush(uint64_t node, uint64_t fh) override;
+    Result<void> flush(uint64_t node, uint64_t fh, uint64_t lock_owner) override;
     Result<void> fsync(uint64_t node, uint64_t fh, bool datasync) override;
     Result<void> fallocate(uint64_t node, uint64_t fh, uint32_t mode, uint64_t offset, uint64_t length) override;
     Result<uint64_t> lseek(uint64_t node, uint64_t fh, uint64_t offset, uint32_t whence) override;
+    Result<size_t> copy_file_range(uint64_t node_in, uint64_t fh_in, uint64_t off_in, uint64_t node_out,
+                                   uint64_t fh_out, uint64_t off_out, uint64_t len, uint64_t flags) override;
+    Result<FileLock> getlk(uint64_t node, uint64_t fh, uint64_t owner, const FileLock& query) override;
+    Result<void> setlk(uint64_t node, uint64_t fh, uint64_t owner, const FileLock& lk, bool flock,
+                       bool wait) override;
+    Result<void> syncfs() override;
     Result<OpenFile> opendir(const Caller& c, uint64_t node, uint32_t flags) override;
     Result<void> readdir(uint64_t node, uint64_t fh, uint64_t offset, DirSink& sink) override;
     void releasedir(uint64_t node, uint64_t fh) override;
@@ -77,26 +95,44 @@ public:
 
     size_t inode_count() const { return inodes_.size(); }
     size_t handle_count() const { return handles_.size(); }
+    size_t lock_owner_count() const { return locks_.size(); }
 
 private:
-    PassthroughFs(const PassthroughConfig& cfg, HostPaths paths, bool switch_creds);
+    PassthroughFs(const PassthroughConfig& cfg, HostPaths paths, Mounts mounts, bool switch_creds);
 
-    Result<InodeRef> node(uint64_t nodeid) const;  // ESTALE if unknown
+    // The inode behind a node id: ESTALE if unknown. node() and dir_node() also refuse a
+    // refused mount point with EACCES, so every op that would use its fd stops there; only the
+    // ops that can answer for an empty directory use any_node().
+    Result<InodeRef> any_node(uint64_t nodeid) const;
+    Result<InodeRef> node(uint64_t nodeid) const;
     Result<InodeRef> dir_node(uint64_t nodeid) const;  // plus ENOTDIR if not a directory
     Result<HandleRef> file(uint64_t fh) const;     // EBADF if unknown
     // Opens `name` in `dir` as O_PATH and counts one lookup of it.
     Result<Entry> lookup_in(const Inode& dir, const Name& name);
+    // Counts one lookup of the object behind O_PATH fd `fd`, found in `dir`. Applies the mount
+    // policy when `ms` lies on another mount than `dir`.
+    Result<Entry> register_node(const Inode& dir, UniqueFd fd, const MountedStat& ms);
     // After a create: registers the new object and repairs its permission bits.
     Result<Entry> finish_create(const Inode& dir, const Name& name, mode_t want_perm);
     Result<UniqueFd> open_for_io(const Inode& inode, int flags) const;
     Result<void> check_writable() const;  // EROFS on a read-only share
+    Result<void> set_flock(Handle& h, uint32_t type, bool wait);
+    // The guest pid of the owner whose OFD lock `found` conflicted with `query` (0 if none of
+    // ours holds it: a host process does).
+    uint32_t holder_pid(uint64_t nodeid, uint64_t owner, const struct flock& query, const struct flock& found);
 
     HostPaths paths_;
+    Mounts mounts_;
     InodeTable inodes_;
     HandleTable handles_;
+    LockTable locks_{handles_};  // after handles_: it gives its budget back on destruction
     bool read_only_;
+    bool host_locks_;
     bool switch_creds_;  // the process holds CAP_SETUID/CAP_SETGID
 };
+
+// The most one COPY_FILE_RANGE copies (the reply then reports a short count).
+inline constexpr size_t kMaxCopyChunk = size_t{16} << 20;
 
 // stat of the object behind an O_PATH fd, never following a symlink.
 Result<struct stat> stat_fd(int fd);

@@ -24,9 +24,11 @@ bool valid_xattr_name(const Name& name) { return !name.view().empty() && name.vi
 Result<struct stat> PassthroughFs::getattr(uint64_t nodeid, std::optional<uint64_t>) {
     // The O_PATH fd names the same inode as any open handle (even after an unlink), so the
     // handle the guest may pass adds nothing.
-    auto n = node(nodeid);
+    auto n = any_node(nodeid);
     if (!n) return n.error();
-    return stat_fd((*n)->fd.get());
+    auto st = stat_fd((*n)->fd.get());
+    if (st && (*n)->refused_mount) return refused_mount_attr(*st);
+    return st;
 }
 
 Result<struct stat> PassthroughFs::setattr(const Caller&, uint64_t nodeid, const SetAttrRequest& r) {
@@ -83,13 +85,17 @@ Result<struct stat> PassthroughFs::setattr(const Caller&, uint64_t nodeid, const
 }
 
 Result<void> PassthroughFs::access(const Caller& c, uint64_t nodeid, uint32_t mask) {
-    auto n = node(nodeid);
+    auto n = any_node(nodeid);
     if (!n) return n.error();
     if ((mask & ~static_cast<uint32_t>(R_OK | W_OK | X_OK)) != 0) return fail(EINVAL);
     auto st = stat_fd((*n)->fd.get());
     if (!st) return st.error();
     if (mask == F_OK) return {};
     if ((mask & W_OK) && read_only_) return fail(EROFS);
+    if ((*n)->refused_mount) {
+        if (mask & W_OK) return fail(EACCES);  // nothing in it can be changed
+        *st = refused_mount_attr(*st);
+    }
     // access(2) on the host would check the server's real uid, not the guest's, so the classic
     // owner/group/other rule is evaluated here with the request's ids. The guest's
     // supplementary groups are unknown to FUSE; ACLs are not consulted.
@@ -111,10 +117,12 @@ Result<void> PassthroughFs::access(const Caller& c, uint64_t nodeid, uint32_t ma
 }
 
 Result<struct statvfs> PassthroughFs::statfs(uint64_t nodeid) {
-    auto n = node(nodeid);
+    auto n = any_node(nodeid);
     if (!n) return n.error();
+    // A refused mount says nothing about itself: the share's root filesystem answers.
+    InodeRef target = (*n)->refused_mount ? inodes_.root() : *n;
     struct statvfs sv {};
-    if (::fstatvfs((*n)->fd.get(), &sv) != 0) return fail(errno);
+    if (::fstatvfs(target->fd.get(), &sv) != 0) return fail(errno);
     return sv;
 }
 
@@ -135,9 +143,10 @@ Result<void> PassthroughFs::setxattr(uint64_t nodeid, const Name& name, std::spa
 }
 
 Result<size_t> PassthroughFs::getxattr(uint64_t nodeid, const Name& name, std::span<uint8_t> buf) {
-    auto n = node(nodeid);
+    auto n = any_node(nodeid);
     if (!n) return n.error();
     if (!valid_xattr_name(name)) return fail(EINVAL);
+    if ((*n)->refused_mount) return fail(ENODATA);
     ssize_t len = ::getxattr(HostPaths::proc_path((*n)->fd.get()).c_str(), name.c_str(),
                              buf.empty() ? nullptr : buf.data(), buf.size());
     if (len < 0) return fail(errno);
@@ -145,8 +154,9 @@ Result<size_t> PassthroughFs::getxattr(uint64_t nodeid, const Name& name, std::s
 }
 
 Result<size_t> PassthroughFs::listxattr(uint64_t nodeid, std::span<uint8_t> buf) {
-    auto n = node(nodeid);
+    auto n = any_node(nodeid);
     if (!n) return n.error();
+    if ((*n)->refused_mount) return size_t{0};
     ssize_t len = ::listxattr(HostPaths::proc_path((*n)->fd.get()).c_str(),
                               buf.empty() ? nullptr : reinterpret_cast<char*>(buf.data()), buf.size());
     if (len < 0) return fail(errno);

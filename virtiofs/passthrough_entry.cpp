@@ -5,6 +5,7 @@
 
 #include <climits>
 #include <cstdio>
+#include <cstring>
 #include <utility>
 
 #include "virtiofs/fs_creds.h"
@@ -25,6 +26,8 @@ Result<std::unique_ptr<PassthroughFs>> PassthroughFs::create(const PassthroughCo
         return make_error(EINVAL, "virtio-fs: max_inodes and max_handles must be at least 1");
     auto paths = HostPaths::create();
     if (!paths) return paths.error();
+    auto mounts = Mounts::create();
+    if (!mounts) return mounts.error();
 
     // root_dir is host configuration, not guest input: symlinks on the way to it are followed.
     UniqueFd root(::open(cfg.root_dir.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
@@ -33,29 +36,41 @@ Result<std::unique_ptr<PassthroughFs>> PassthroughFs::create(const PassthroughCo
         e.message += " (it must be an existing directory)";
         return e;
     }
-    auto st = stat_fd(root.get());
-    if (!st) return errno_error("virtio-fs: stat root_dir '" + cfg.root_dir + "'");
+    auto st = mounts->stat_fd(root.get());
+    if (!st) return make_error(st.error().code, "virtio-fs: stat root_dir '" + cfg.root_dir + "': " +
+                                                    std::strerror(st.error().code));
 
-    std::unique_ptr<PassthroughFs> fs(new PassthroughFs(cfg, std::move(*paths), FsCreds::can_switch()));
-    fs->inodes_.set_root(std::move(root), *st);
+    std::unique_ptr<PassthroughFs> fs(
+        new PassthroughFs(cfg, std::move(*paths), std::move(*mounts), FsCreds::can_switch()));
+    fs->inodes_.set_root(std::move(root), st->st, st->mnt_id);
     return fs;
 }
 
-PassthroughFs::PassthroughFs(const PassthroughConfig& cfg, HostPaths paths, bool switch_creds)
+PassthroughFs::PassthroughFs(const PassthroughConfig& cfg, HostPaths paths, Mounts mounts, bool switch_creds)
     : paths_(std::move(paths)),
+      mounts_(std::move(mounts)),
       inodes_(cfg.max_inodes, kFirstDynamicNodeId),
       handles_(cfg.max_handles),
       read_only_(cfg.read_only),
+      host_locks_(cfg.host_locks),
       switch_creds_(switch_creds) {}
 
 void PassthroughFs::destroy() {
     handles_.clear();
+    locks_.clear();
     inodes_.clear();
+}
+
+Result<InodeRef> PassthroughFs::any_node(uint64_t nodeid) const {
+    InodeRef n = inodes_.get(nodeid);
+    if (!n) return fail(ESTALE);
+    return n;
 }
 
 Result<InodeRef> PassthroughFs::node(uint64_t nodeid) const {
     InodeRef n = inodes_.get(nodeid);
     if (!n) return fail(ESTALE);
+    if (n->refused_mount) return fail(EACCES);
     return n;
 }
 
@@ -63,6 +78,7 @@ Result<InodeRef> PassthroughFs::dir_node(uint64_t nodeid) const {
     InodeRef n = inodes_.get(nodeid);
     if (!n) return fail(ESTALE);
     if (n->type != S_IFDIR) return fail(ENOTDIR);
+    if (n->refused_mount) return fail(EACCES);
     return n;
 }
 
@@ -78,43 +94,58 @@ Result<void> PassthroughFs::check_writable() const {
 }
 
 Result<Entry> PassthroughFs::lookup_in(const Inode& dir, const Name& name) {
-    // Fast path for objects the guest already knows: a no-follow stat of the one component,
-    // and if that (dev, ino) is in the table, no new fd is needed. fstatat with
-    // AT_SYMLINK_NOFOLLOW on a validated single component cannot leave `dir`.
-    struct stat pre {};
-    if (::fstatat(dir.fd.get(), name.c_str(), &pre, AT_SYMLINK_NOFOLLOW) != 0) return fail(errno);
-    if (InodeRef known = inodes_.ref_existing(pre.st_dev, pre.st_ino)) return Entry{known->nodeid, 0, pre};
-
+    // Fast path for objects the guest already knows: a no-follow stat of the one component
+    // (with its mount id), and if that key is in the table, no new fd is needed. statx with
+    // AT_SYMLINK_NOFOLLOW on a validated single component cannot leave `dir`; at a mount point
+    // it reports the mounted root, which is the object the table knows by that key.
+    auto pre = mounts_.stat_at(dir.fd.get(), name.c_str());
+    if (!pre) return pre.error();
+    if (pre->mnt_id != kUnknownMount) {
+        if (InodeRef known = inodes_.ref_existing(InodeKey{pre->st.st_dev, pre->st.st_ino, pre->mnt_id}))
+            return Entry{known->nodeid, 0, known->refused_mount ? refused_mount_attr(pre->st) : pre->st};
+    }
     auto fd = paths_.open_child(dir.fd.get(), name, O_PATH);
     if (!fd) return fd.error();
-    auto st = stat_fd(fd->get());
-    if (!st) return st.error();
-    auto inode = inodes_.add_lookup(std::move(*fd), *st);
+    auto ms = mounts_.stat_fd(fd->get());
+    if (!ms) return ms.error();
+    return register_node(dir, std::move(*fd), *ms);
+}
+
+Result<Entry> PassthroughFs::register_node(const Inode& dir, UniqueFd fd, const MountedStat& ms) {
+    bool refused = false;
+    if (ms.mnt_id != dir.mnt_id && !mounts_.may_enter(fd.get(), ms)) {
+        // A pseudo filesystem of the host: a directory becomes an empty one for the guest
+        // (somewhere to mount its own), anything else is simply out of bounds.
+        if (!S_ISDIR(ms.st.st_mode)) return fail(EACCES);
+        refused = true;
+    }
+    auto inode = inodes_.add_lookup(std::move(fd), ms.st, ms.mnt_id, refused);
     if (!inode) return inode.error();
-    return Entry{(*inode)->nodeid, 0, *st};
+    return Entry{(*inode)->nodeid, 0, (*inode)->refused_mount ? refused_mount_attr(ms.st) : ms.st};
 }
 
 Result<Entry> PassthroughFs::finish_create(const Inode& dir, const Name& name, mode_t want_perm) {
     auto fd = paths_.open_child(dir.fd.get(), name, O_PATH);
     if (!fd) return fd.error();
-    auto st = stat_fd(fd->get());
-    if (!st) return st.error();
+    auto ms = mounts_.stat_fd(fd->get());
+    if (!ms) return ms.error();
+    struct stat& st = ms->st;
     // The server's own umask applies on top of the guest's; put back bits it removed. The
     // guest's umask was already applied to want_perm. Special bits (setgid inherited from the
     // parent directory, sticky) are kept as the kernel set them.
-    if (!S_ISLNK(st->st_mode) && (st->st_mode & 0777) != (want_perm & 0777)) {
-        mode_t fixed = (st->st_mode & 07000) | (want_perm & 0777);
+    if (!S_ISLNK(st.st_mode) && (st.st_mode & 0777) != (want_perm & 0777)) {
+        mode_t fixed = (st.st_mode & 07000) | (want_perm & 0777);
         if (::fchmodat(paths_.proc_fd(), HostPaths::fd_name(fd->get()).c_str(), fixed, 0) != 0) return fail(errno);
-        st->st_mode = (st->st_mode & S_IFMT) | fixed;
+        st.st_mode = (st.st_mode & S_IFMT) | fixed;
     }
-    auto inode = inodes_.add_lookup(std::move(*fd), *st);
-    if (!inode) return inode.error();
-    return Entry{(*inode)->nodeid, 0, *st};
+    return register_node(dir, std::move(*fd), *ms);
 }
 
 Result<Entry> PassthroughFs::lookup(const Caller&, uint64_t parent, const Name& name) {
-    auto dir = dir_node(parent);
+    auto dir = any_node(parent);
     if (!dir) return dir.error();
+    if ((*dir)->type != S_IFDIR) return fail(ENOTDIR);
+    if ((*dir)->refused_mount) return valid_name(name.view()) ? fail(ENOENT) : fail(EINVAL);  // empty
     if (parent == kRootNodeId && name == "..") {
         // The share's root is the guest's "/": its parent is itself. The root's count is pinned.
         auto st = stat_fd((*dir)->fd.get());
@@ -125,10 +156,14 @@ Result<Entry> PassthroughFs::lookup(const Caller&, uint64_t parent, const Name& 
     return lookup_in(**dir, name);
 }
 
-void PassthroughFs::forget(uint64_t node, uint64_t nlookup) { inodes_.forget(node, nlookup); }
+void PassthroughFs::forget(uint64_t node, uint64_t nlookup) {
+    // The guest forgets an inode only when no file of it is open, so no owner should hold a
+    // lock on it any more; a guest that forgets early loses them (as after its close).
+    if (inodes_.forget(node, nlookup) && host_locks_) locks_.drop_node(node);
+}
 
 Result<size_t> PassthroughFs::readlink(uint64_t nodeid, std::span<char> buf) {
-    auto n = node(nodeid);
+    auto n = any_node(nodeid);
     if (!n) return n.error();
     if ((*n)->type != S_IFLNK) return fail(EINVAL);
     ssize_t len = ::readlinkat((*n)->fd.get(), "", buf.data(), buf.size());
@@ -219,17 +254,21 @@ Result<Created> PassthroughFs::create(const Caller& c, uint64_t parent, const Na
         created = false;
         auto existing = paths_.open_child((*dir)->fd.get(), name, O_PATH);
         if (!existing) return existing.error();
-        auto st = stat_fd(existing->get());
+        auto st = mounts_.stat_fd(existing->get());
         if (!st) return st.error();
-        if (S_ISDIR(st->st_mode)) return fail(EISDIR);
-        if (S_ISLNK(st->st_mode)) return fail(ELOOP);
-        if (!S_ISREG(st->st_mode)) return fail(kSpecialFileError);
+        // A file bind-mounted here from a refused filesystem (a /proc file, a devtmpfs node)
+        // is out of bounds, as LOOKUP says: never opened, let alone truncated.
+        if (st->mnt_id != (*dir)->mnt_id && !mounts_.may_enter(existing->get(), *st)) return fail(EACCES);
+        if (S_ISDIR(st->st.st_mode)) return fail(EISDIR);
+        if (S_ISLNK(st->st.st_mode)) return fail(ELOOP);
+        if (!S_ISREG(st->st.st_mode)) return fail(kSpecialFileError);
         fd = paths_.reopen(existing->get(), oflags);
     }
     if (!fd) return fd.error();
 
-    struct stat st {};
-    if (::fstat(fd->get(), &st) != 0) return fail(errno);
+    auto ms = mounts_.stat_fd(fd->get());
+    if (!ms) return ms.error();
+    struct stat& st = ms->st;
     if (created && (st.st_mode & 0777) != (perm & 0777)) {  // see finish_create
         mode_t fixed = (st.st_mode & 07000) | (perm & 0777);
         if (::fchmod(fd->get(), fixed) != 0) return fail(errno);
@@ -242,7 +281,7 @@ Result<Created> PassthroughFs::create(const Caller& c, uint64_t parent, const Na
     h->fd = std::move(*fd);
     auto fh = handles_.add(std::move(h));
     if (!fh) return fh.error();
-    auto inode = inodes_.add_lookup(std::move(*opath), st);
+    auto inode = inodes_.add_lookup(std::move(*opath), st, ms->mnt_id);
     if (!inode) {
         handles_.remove(*fh);
         return inode.error();

@@ -1,5 +1,7 @@
 // PassthroughFs: open files and directories (open/read/write/... and readdir).
+#include <dirent.h>
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
@@ -27,6 +29,14 @@ struct LinuxDirent64 {
 
 bool fits_off_t(uint64_t v) { return v <= static_cast<uint64_t>(INT64_MAX); }
 
+// The listing of an empty directory: "." at cookie 0 and ".." at cookie 1 (its parent is the
+// guest's business; ino 0 makes the guest fill it in). Cookie 2 is the end.
+Result<void> read_empty_dir(uint64_t self_ino, uint64_t offset, DirSink& sink) {
+    if (offset == 0 && !sink.add(Name::trusted("."), self_ino, DT_DIR, 1)) return {};
+    if (offset <= 1) sink.add(Name::trusted(".."), 0, DT_DIR, 2);
+    return {};
+}
+
 }  // namespace
 
 int sanitize_open_flags(uint32_t guest_flags) {
@@ -51,11 +61,15 @@ Result<UniqueFd> PassthroughFs::open_for_io(const Inode& inode, int flags) const
 }
 
 Result<OpenFile> PassthroughFs::open(const Caller&, uint64_t nodeid, uint32_t flags) {
-    auto n = node(nodeid);
+    auto n = any_node(nodeid);  // a refused mount is a directory: open_for_io says EISDIR
     if (!n) return n.error();
     int oflags = sanitize_open_flags(flags);
     if (oflags < 0) return fail(EINVAL);
-    if (read_only_ && ((oflags & O_ACCMODE) != O_RDONLY || (oflags & O_TRUNC))) return fail(EROFS);
+    // A read-only share refuses any open that asks to change the file. O_APPEND and O_CREAT
+    // count too (stricter than a read-only mount, which lets O_RDONLY|O_APPEND through): the
+    // guest's kernel never sends O_CREAT in OPEN, and no program means O_RDONLY|O_APPEND.
+    if (read_only_ && ((oflags & O_ACCMODE) != O_RDONLY || (flags & (O_TRUNC | O_APPEND | O_CREAT)) != 0))
+        return fail(EROFS);
     auto fd = open_for_io(**n, oflags);
     if (!fd) return fd.error();
     auto h = std::make_shared<Handle>();
@@ -129,11 +143,18 @@ Result<size_t> PassthroughFs::write(uint64_t, uint64_t fh, uint64_t offset, std:
     return total;
 }
 
-void PassthroughFs::release(uint64_t, uint64_t fh) { handles_.remove(fh); }
+void PassthroughFs::release(uint64_t, uint64_t fh) {
+    HandleRef h = handles_.remove(fh);
+    // The descriptor may outlive this call while another request still uses it; a flock lock
+    // must not: the guest's file is closed now.
+    if (h && h->flocked.load(std::memory_order_relaxed)) ::flock(h->fd.get(), LOCK_UN);
+}
 
-Result<void> PassthroughFs::flush(uint64_t, uint64_t fh) {
+Result<void> PassthroughFs::flush(uint64_t nodeid, uint64_t fh, uint64_t lock_owner) {
     auto h = file(fh);
     if (!h) return h.error();
+    // POSIX: closing any descriptor of a file drops all the closing process's locks on it.
+    if (host_locks_) locks_.drop(nodeid, lock_owner);
     // FLUSH is the guest's close(2). Closing a duplicate gives the host filesystem the same
     // close-time hook (NFS writes back, POSIX locks of this process drop) while the handle
     // itself stays open until RELEASE.
@@ -176,14 +197,63 @@ Result<uint64_t> PassthroughFs::lseek(uint64_t, uint64_t fh, uint64_t offset, ui
     return static_cast<uint64_t>(r);
 }
 
+Result<size_t> PassthroughFs::copy_file_range(uint64_t, uint64_t fh_in, uint64_t off_in, uint64_t, uint64_t fh_out,
+                                              uint64_t off_out, uint64_t len, uint64_t flags) {
+    if (read_only_) return fail(EROFS);
+    if (flags != 0) return fail(EINVAL);  // copy_file_range(2) defines none
+    auto in = file(fh_in);
+    if (!in) return in.error();
+    auto out = file(fh_out);
+    if (!out) return out.error();
+    if ((*in)->dir || (*out)->dir) return fail(EISDIR);
+    if (!fits_off_t(off_in) || !fits_off_t(off_out)) return fail(EINVAL);
+    // One request copies at most kMaxCopyChunk: a short count is allowed (the guest's caller
+    // loops) and keeps the device's thread from disappearing into a multi-GiB copy.
+    auto n = static_cast<size_t>(std::min<uint64_t>(len, kMaxCopyChunk));
+    auto pin = static_cast<off_t>(off_in);
+    auto pout = static_cast<off_t>(off_out);
+    ssize_t r;
+    do {
+        r = ::copy_file_range((*in)->fd.get(), &pin, (*out)->fd.get(), &pout, n, 0);
+    } while (r < 0 && errno == EINTR);
+    if (r < 0) {
+        // ENOSYS would make the guest give up on COPY_FILE_RANGE for good; EOPNOTSUPP (and
+        // EXDEV, between submounts) make it fall back to a plain copy for this call only.
+        return fail(errno == ENOSYS ? EOPNOTSUPP : errno);
+    }
+    return static_cast<size_t>(r);
+}
+
+Result<void> PassthroughFs::syncfs() {
+    // One descriptor per filesystem the guest has reached (submounts included).
+    int first_error = 0;
+    for (const InodeRef& n : inodes_.one_per_device()) {
+        auto fd = paths_.reopen(n->fd.get(), O_RDONLY | (n->type == S_IFDIR ? O_DIRECTORY : 0));
+        if (!fd) {
+            if (first_error == 0) first_error = fd.error().code;
+            continue;
+        }
+        if (::syncfs(fd->get()) != 0 && first_error == 0) first_error = errno;
+    }
+    if (first_error != 0) return fail(first_error);
+    return {};
+}
+
 Result<OpenFile> PassthroughFs::opendir(const Caller&, uint64_t nodeid, uint32_t) {
-    auto n = dir_node(nodeid);
+    auto n = any_node(nodeid);
     if (!n) return n.error();
-    auto fd = paths_.reopen((*n)->fd.get(), O_RDONLY | O_DIRECTORY);
-    if (!fd) return fd.error();
+    if ((*n)->type != S_IFDIR) return fail(ENOTDIR);
     auto h = std::make_shared<Handle>();
-    h->fd = std::move(*fd);
-    h->dir = std::make_unique<DirStream>();
+    if ((*n)->refused_mount) {
+        // Nothing is opened on the host: the handle lists "." and ".." only.
+        h->dir = std::make_unique<DirStream>();
+        h->dir->empty_ino = (*n)->ino;
+    } else {
+        auto fd = paths_.reopen((*n)->fd.get(), O_RDONLY | O_DIRECTORY);
+        if (!fd) return fd.error();
+        h->fd = std::move(*fd);
+        h->dir = std::make_unique<DirStream>();
+    }
     auto fh = handles_.add(std::move(h));
     if (!fh) return fh.error();
     return OpenFile{*fh, 0};
@@ -196,6 +266,7 @@ Result<void> PassthroughFs::readdir(uint64_t, uint64_t fh, uint64_t offset, DirS
     DirStream& ds = *(*h)->dir;
     const int fd = (*h)->fd.get();
     std::lock_guard lock(ds.mu);
+    if (!(*h)->fd.valid()) return read_empty_dir(ds.empty_ino, offset, sink);
 
     if (offset != ds.cursor || !ds.synced) {
         // Offsets are the filesystem's opaque d_off cookies (or 0 to rewind); the guest only
@@ -239,6 +310,7 @@ Result<void> PassthroughFs::fsyncdir(uint64_t, uint64_t fh, bool datasync) {
     auto h = file(fh);
     if (!h) return h.error();
     if (!(*h)->dir) return fail(ENOTDIR);
+    if (!(*h)->fd.valid()) return {};  // a refused mount's empty directory: nothing to sync
     int rc = datasync ? ::fdatasync((*h)->fd.get()) : ::fsync((*h)->fd.get());
     if (rc != 0) return fail(errno);
     return {};

@@ -28,9 +28,22 @@ Result<std::unique_ptr<Server>> Server::create(ServerConfig cfg) {
 }
 
 Result<std::unique_ptr<Server>> Server::create_impl(ServerConfig cfg) {
+    DispatchConfig dc;
+    dc.read_only = cfg.read_only;
+    dc.cache = cfg.cache;
+    dc.locks = cfg.locks;
+    dc.entry_timeout = cfg.entry_timeout.value_or(default_entry_timeout(cfg.cache));
+    dc.attr_timeout = cfg.attr_timeout.value_or(default_attr_timeout(cfg.cache));
+    for (auto t : {dc.entry_timeout, dc.attr_timeout}) {
+        if (t < std::chrono::nanoseconds{0} || t > kMaxCacheTimeout)
+            return make_error(EINVAL, "virtio-fs: entry_timeout/attr_timeout must lie between 0 and 365 days; "
+                                      "leave them unset for the cache policy's default");
+    }
+
     PassthroughConfig pc;
     pc.root_dir = cfg.root_dir;
     pc.read_only = cfg.read_only;
+    pc.host_locks = cfg.locks == LockPolicy::Host;
     pc.max_inodes = cfg.max_inodes;
     pc.max_handles = cfg.max_handles;
     auto backend = PassthroughFs::create(pc);
@@ -39,7 +52,7 @@ Result<std::unique_ptr<Server>> Server::create_impl(ServerConfig cfg) {
     auto parts = std::make_unique<Parts>();
     parts->passthrough = backend->get();
     parts->fs = std::make_unique<VirtualEntriesFs>(std::move(*backend), cfg.init_binary);
-    parts->dispatcher = std::make_unique<Dispatcher>(*parts->fs, DispatchConfig{cfg.read_only, cfg.cache});
+    parts->dispatcher = std::make_unique<Dispatcher>(*parts->fs, dc);
 
     std::unique_ptr<Server> s(new Server());
     s->p_ = std::move(parts);
@@ -85,7 +98,8 @@ size_t Server::handle_impl(std::span<const uint8_t> in, std::span<const struct i
 }
 
 ServerStats Server::stats() const {
-    return ServerStats{p_->passthrough->inode_count(), p_->passthrough->handle_count()};
+    return ServerStats{p_->passthrough->inode_count(), p_->passthrough->handle_count(),
+                       p_->passthrough->lock_owner_count()};
 }
 
 }  // namespace krunlet::fs

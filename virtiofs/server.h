@@ -8,23 +8,33 @@
 
 #include <sys/uio.h>
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 
 #include "base/result.h"
+#include "virtiofs/cache_policy.h"
 
 namespace krunlet::fs {
 
 class FileSystem;
 class Dispatcher;
 
-enum class CachePolicy {
-    Never,   // entry/attr timeouts 0 s, every open gets FOPEN_DIRECT_IO
-    Auto,    // close-to-open: entry/attr timeouts 1 s
-    Always,  // long timeouts, FOPEN_KEEP_CACHE / FOPEN_CACHE_DIR
+// Who keeps the guest's POSIX (fcntl) and flock locks on this share.
+enum class LockPolicy {
+    // The guest kernel, as on a local filesystem: FUSE_POSIX_LOCKS / FUSE_FLOCK_LOCKS are not
+    // offered, every lock semantic (blocking waits included) is the guest kernel's own, and
+    // host processes don't see the guest's locks. Right for a rootfs only this guest uses.
+    Guest,
+    // The host: locks are OFD locks / flock(2) on host files, so host processes and other
+    // guests sharing the directory see them. The server answers every request at once, so a
+    // blocking request (F_SETLKW, flock without LOCK_NB) that conflicts fails with ENOLCK
+    // instead of waiting (passthrough_locks.cpp says why).
+    Host,
 };
 
 struct ServerConfig {
@@ -32,7 +42,13 @@ struct ServerConfig {
     bool read_only = false;                  // every mutating op then gets EROFS
     std::span<const uint8_t> init_binary;    // served read-only at /init.krun; empty = none.
                                              // Not copied: it must outlive the Server.
-    CachePolicy cache = CachePolicy::Auto;
+    CachePolicy cache = CachePolicy::Auto;   // see cache_policy.h
+    // How long the guest may trust a name (entry) or attributes (attr) before asking again;
+    // unset = the policy's default (never 0 s, auto 1 s, always 86400 s). 0 to
+    // kMaxCacheTimeout; parse_cache_timeout() reads the "seconds[.fraction]" form.
+    std::optional<std::chrono::nanoseconds> entry_timeout;
+    std::optional<std::chrono::nanoseconds> attr_timeout;
+    LockPolicy locks = LockPolicy::Guest;
     size_t max_inodes = 65536;               // live looked-up inodes (root included); ENFILE past it
     size_t max_handles = 65536;              // open file + directory handles; ENFILE past it
 };
@@ -40,6 +56,8 @@ struct ServerConfig {
 struct ServerStats {
     size_t inodes = 0;   // live passthrough inodes, root included
     size_t handles = 0;  // open passthrough file and directory handles
+    size_t lock_owners = 0;  // descriptors kept for POSIX lock owners (LockPolicy::Host);
+                             // they count against max_handles too
 };
 
 class Server {

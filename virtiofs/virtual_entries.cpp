@@ -162,9 +162,9 @@ void VirtualEntriesFs::release(uint64_t node, uint64_t fh) {
     inner_->release(node, fh);
 }
 
-Result<void> VirtualEntriesFs::flush(uint64_t node, uint64_t fh) {
+Result<void> VirtualEntriesFs::flush(uint64_t node, uint64_t fh, uint64_t lock_owner) {
     if (is_init(node)) return {};
-    return inner_->flush(node, fh);
+    return inner_->flush(node, fh, lock_owner);
 }
 
 Result<void> VirtualEntriesFs::fsync(uint64_t node, uint64_t fh, bool datasync) {
@@ -193,6 +193,30 @@ Result<uint64_t> VirtualEntriesFs::lseek(uint64_t node, uint64_t fh, uint64_t of
     }
     return fail(EINVAL);
 }
+
+Result<size_t> VirtualEntriesFs::copy_file_range(uint64_t node_in, uint64_t fh_in, uint64_t off_in,
+                                                 uint64_t node_out, uint64_t fh_out, uint64_t off_out, uint64_t len,
+                                                 uint64_t flags) {
+    if (is_init(node_out)) return fail(EACCES);
+    if (is_init(node_in)) return fail(EOPNOTSUPP);  // no host fd: the guest falls back to READ
+    return inner_->copy_file_range(node_in, fh_in, off_in, node_out, fh_out, off_out, len, flags);
+}
+
+Result<FileLock> VirtualEntriesFs::getlk(uint64_t node, uint64_t fh, uint64_t owner, const FileLock& query) {
+    if (!is_init(node)) return inner_->getlk(node, fh, owner, query);
+    FileLock none = query;
+    none.type = F_UNLCK;
+    none.pid = 0;
+    return none;
+}
+
+Result<void> VirtualEntriesFs::setlk(uint64_t node, uint64_t fh, uint64_t owner, const FileLock& lk, bool flock,
+                                     bool wait) {
+    if (is_init(node)) return fail(ENOLCK);
+    return inner_->setlk(node, fh, owner, lk, flock, wait);
+}
+
+Result<void> VirtualEntriesFs::syncfs() { return inner_->syncfs(); }
 
 Result<OpenFile> VirtualEntriesFs::opendir(const Caller& c, uint64_t node, uint32_t flags) {
     if (is_init(node)) return fail(ENOTDIR);

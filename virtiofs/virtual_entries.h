@@ -8,7 +8,9 @@
 //   - LOOKUP/GETATTR/OPEN/READ/LSEEK/FLUSH/FSYNC/RELEASE/ACCESS work on it;
 //   - every mutating op that names it (SETATTR, WRITE, open for writing, FALLOCATE, xattrs,
 //     UNLINK/RENAME/LINK/create of that name in the root) gets EACCES;
-//   - READDIR of the root does not list "init.krun" at all.
+//   - READDIR of the root does not list "init.krun" at all;
+//   - COPY_FILE_RANGE from it is EOPNOTSUPP (the guest then copies with READ), into it EACCES;
+//     GETLK on it finds no lock, SETLK gets ENOLCK (no host file to lock).
 // Everything else is forwarded unchanged to the inner filesystem.
 #pragma once
 
@@ -55,10 +57,16 @@ public:
     Result<size_t> read(uint64_t node, uint64_t fh, uint64_t offset, std::span<const iovec> dst) override;
     Result<size_t> write(uint64_t node, uint64_t fh, uint64_t offset, std::span<const uint8_t> data) override;
     void release(uint64_t node, uint64_t fh) override;
-    Result<void> flush(uint64_t node, uint64_t fh) override;
+    Result<void> flush(uint64_t node, uint64_t fh, uint64_t lock_owner) override;
     Result<void> fsync(uint64_t node, uint64_t fh, bool datasync) override;
     Result<void> fallocate(uint64_t node, uint64_t fh, uint32_t mode, uint64_t offset, uint64_t length) override;
     Result<uint64_t> lseek(uint64_t node, uint64_t fh, uint64_t offset, uint32_t whence) override;
+    Result<size_t> copy_file_range(uint64_t node_in, uint64_t fh_in, uint64_t off_in, uint64_t node_out,
+                                   uint64_t fh_out, uint64_t off_out, uint64_t len, uint64_t flags) override;
+    Result<FileLock> getlk(uint64_t node, uint64_t fh, uint64_t owner, const FileLock& query) override;
+    Result<void> setlk(uint64_t node, uint64_t fh, uint64_t owner, const FileLock& lk, bool flock,
+                       bool wait) override;
+    Result<void> syncfs() override;
     Result<OpenFile> opendir(const Caller& c, uint64_t node, uint32_t flags) override;
     Result<void> readdir(uint64_t node, uint64_t fh, uint64_t offset, DirSink& sink) override;
     void releasedir(uint64_t node, uint64_t fh) override;

@@ -261,6 +261,15 @@ private:
     uint64_t unique_ = 100;
 };
 
+// A server for `cfg` with INIT already done.
+inline std::unique_ptr<Server> make_server(const ServerConfig& cfg) {
+    auto s = Server::create(cfg);
+    REQUIRE_MESSAGE(s.ok(), (s.ok() ? "" : s.error().message));
+    Client c(**s);
+    REQUIRE(c.init().error() == 0);
+    return std::move(*s);
+}
+
 // A server on `dir` with INIT already done.
 inline std::unique_ptr<Server> make_server(const std::string& dir, CachePolicy cache = CachePolicy::Never,
                                            bool read_only = false, std::span<const uint8_t> init = {},
