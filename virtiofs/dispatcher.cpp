@@ -98,7 +98,8 @@ size_t Dispatcher::dispatch(const fuse_in_header& h, std::span<const uint8_t> ar
             case FUSE_ACCESS: rc = op_access(r); break;
             case FUSE_OPEN: rc = op_open(r, false); break;
             case FUSE_OPENDIR: rc = op_open(r, true); break;
-            case FUSE_CREATE: rc = op_create(r); break;
+            case FUSE_CREATE: rc = op_create(r, false); break;
+            case FUSE_TMPFILE: rc = op_create(r, true); break;
             case FUSE_READ: rc = op_read(r); break;
             case FUSE_WRITE: rc = op_write(r); break;
             case FUSE_RELEASE: rc = op_release(r, false); break;
@@ -126,7 +127,7 @@ size_t Dispatcher::dispatch(const fuse_in_header& h, std::span<const uint8_t> ar
             // ready. ENOSYS makes the 6.1 client stop asking and report exactly that
             // (DEFAULT_POLLMASK, fs/fuse/file.c fuse_file_poll) with no further round trips.
             case FUSE_POLL: rc = ENOSYS; break;
-            default: rc = ENOSYS; break;  // bmap, DAX mappings, tmpfile, notify replies, ...
+            default: rc = ENOSYS; break;  // bmap, DAX mappings, notify replies, ...
         }
     }
     if (rc == kNoReply) return 0;

@@ -79,7 +79,7 @@ private:
     int op_access(Req& r);
     // dispatcher_io.cpp
     int op_open(Req& r, bool dir);
-    int op_create(Req& r);
+    int op_create(Req& r, bool tmpfile);  // CREATE, or TMPFILE when `tmpfile`
     int op_read(Req& r);
     int op_write(Req& r);
     int op_release(Req& r, bool dir);

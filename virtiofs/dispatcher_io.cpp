@@ -90,12 +90,15 @@ int Dispatcher::op_open(Req& r, bool dir) {
     return 0;
 }
 
-int Dispatcher::op_create(Req& r) {
+int Dispatcher::op_create(Req& r, bool tmpfile) {
     fuse_create_in in;
     Name name = Name::trusted("");
     if (!r.args.read(in) || !r.args.read_cstr(name) || !r.args.at_end()) return EINVAL;
     if (r.w.remaining() < sizeof(fuse_entry_out) + sizeof(fuse_open_out)) return kReplyTooBig;
-    auto c = fs_.create(r.caller, r.h.nodeid, name, in.flags, in.mode, in.umask);
+    // TMPFILE carries the name of the kernel's placeholder dentry ("/" on 6.1); it names
+    // nothing, so it is parsed (the request must be well formed) and then ignored.
+    auto c = tmpfile ? fs_.tmpfile(r.caller, r.h.nodeid, in.flags, in.mode, in.umask)
+                     : fs_.create(r.caller, r.h.nodeid, name, in.flags, in.mode, in.umask);
     if (!c) return c.error().code;
     reply_entry(r, c->entry);
     fuse_open_out out{};

@@ -127,6 +127,10 @@ public:
     virtual Result<Entry> link(const Caller& c, uint64_t node, uint64_t newparent, const Name& newname) = 0;
     virtual Result<Created> create(const Caller& c, uint64_t parent, const Name& name, uint32_t flags,
                                    uint32_t mode, uint32_t umask) = 0;
+    // O_TMPFILE: a new regular file without a name in directory `parent`, open with `flags`.
+    // It counts one lookup like create(); LINK of its node id gives it a name.
+    virtual Result<Created> tmpfile(const Caller& c, uint64_t parent, uint32_t flags, uint32_t mode,
+                                    uint32_t umask) = 0;
 
     virtual Result<void> unlink(uint64_t parent, const Name& name) = 0;
     virtual Result<void> rmdir(uint64_t parent, const Name& name) = 0;

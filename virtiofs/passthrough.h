@@ -11,7 +11,11 @@
 //   - Unknown node ids get ESTALE, unknown file handles EBADF.
 //   - LOOKUP of ".." in the root gives the root; every other ".." or "." is EINVAL (the guest
 //     resolves those itself; only NFS-export style lookups would send them).
-//   - FIFOs, sockets and device nodes are never opened on the host: ENXIO.
+//   - FIFOs, sockets and device nodes are never opened on the host: ENXIO. MKNOD makes FIFOs,
+//     sockets and the 0:0 whiteout character device; any other device node is EPERM.
+//   - Extended attribute names are mapped by xattr_policy.h (trusted.* and LSM labels are
+//     kept apart from the host's own).
+//   - O_TMPFILE (FUSE_TMPFILE) opens an unnamed file in the directory; LINK names it.
 //   - Inodes are keyed by (dev, ino, mount id). A LOOKUP that crosses into a mount of a
 //     pseudo filesystem (procfs, sysfs, devtmpfs, ...) does not enter it: the guest sees an
 //     empty directory there that every change refuses with EACCES (mounts.h says why).
@@ -63,6 +67,8 @@ public:
     Result<Entry> link(const Caller& c, uint64_t node, uint64_t newparent, const Name& newname) override;
     Result<Created> create(const Caller& c, uint64_t parent, const Name& name, uint32_t flags, uint32_t mode,
                            uint32_t umask) override;
+    Result<Created> tmpfile(const Caller& c, uint64_t parent, uint32_t flags, uint32_t mode,
+                            uint32_t umask) override;
     Result<void> unlink(uint64_t parent, const Name& name) override;
     Result<void> rmdir(uint64_t parent, const Name& name) override;
     Result<void> rename(uint64_t parent, const Name& name, uint64_t newparent, const Name& newname,
@@ -114,6 +120,9 @@ private:
     Result<Entry> register_node(const Inode& dir, UniqueFd fd, const MountedStat& ms);
     // After a create: registers the new object and repairs its permission bits.
     Result<Entry> finish_create(const Inode& dir, const Name& name, mode_t want_perm);
+    // After create/tmpfile: registers the open file `fd` as a handle and its inode as one
+    // lookup, repairing the permission bits of a new file (`created`).
+    Result<Created> register_open(UniqueFd fd, bool created, mode_t perm);
     Result<UniqueFd> open_for_io(const Inode& inode, int flags) const;
     Result<void> check_writable() const;  // EROFS on a read-only share
     Result<void> set_flock(Handle& h, uint32_t type, bool wait);

@@ -8,8 +8,10 @@
 
 #include <climits>
 #include <cstdint>
+#include <vector>
 
 #include "virtiofs/passthrough.h"
+#include "virtiofs/xattr_policy.h"
 
 namespace krunlet::fs {
 
@@ -128,6 +130,8 @@ Result<struct statvfs> PassthroughFs::statfs(uint64_t nodeid) {
 
 // The xattr system calls take a path; "/proc/self/fd/N" resolves to the object of our O_PATH fd
 // (a symlink included, without following it) on every kernel, unlike the *xattrat calls of 6.13.
+// Every name goes through xattr_policy.h first: the guest never reaches the host's trusted.*
+// or LSM labels.
 
 Result<void> PassthroughFs::setxattr(uint64_t nodeid, const Name& name, std::span<const uint8_t> value,
                                      uint32_t flags) {
@@ -136,7 +140,9 @@ Result<void> PassthroughFs::setxattr(uint64_t nodeid, const Name& name, std::spa
     if (!n) return n.error();
     if (!valid_xattr_name(name) || value.size() > XATTR_SIZE_MAX) return fail(EINVAL);
     if ((flags & ~static_cast<uint32_t>(XATTR_CREATE | XATTR_REPLACE)) != 0) return fail(EINVAL);
-    if (::setxattr(HostPaths::proc_path((*n)->fd.get()).c_str(), name.c_str(), value.data(), value.size(),
+    auto host = xattr::to_host(name.view());
+    if (!host) return host.error();
+    if (::setxattr(HostPaths::proc_path((*n)->fd.get()).c_str(), host->c_str(), value.data(), value.size(),
                    static_cast<int>(flags)) != 0)
         return fail(errno);
     return {};
@@ -146,8 +152,10 @@ Result<size_t> PassthroughFs::getxattr(uint64_t nodeid, const Name& name, std::s
     auto n = any_node(nodeid);
     if (!n) return n.error();
     if (!valid_xattr_name(name)) return fail(EINVAL);
+    auto host = xattr::to_host(name.view());
+    if (!host) return host.error();
     if ((*n)->refused_mount) return fail(ENODATA);
-    ssize_t len = ::getxattr(HostPaths::proc_path((*n)->fd.get()).c_str(), name.c_str(),
+    ssize_t len = ::getxattr(HostPaths::proc_path((*n)->fd.get()).c_str(), host->c_str(),
                              buf.empty() ? nullptr : buf.data(), buf.size());
     if (len < 0) return fail(errno);
     return static_cast<size_t>(len);
@@ -157,10 +165,22 @@ Result<size_t> PassthroughFs::listxattr(uint64_t nodeid, std::span<uint8_t> buf)
     auto n = any_node(nodeid);
     if (!n) return n.error();
     if ((*n)->refused_mount) return size_t{0};
-    ssize_t len = ::listxattr(HostPaths::proc_path((*n)->fd.get()).c_str(),
-                              buf.empty() ? nullptr : reinterpret_cast<char*>(buf.data()), buf.size());
+    // The guest's list differs from the host's (names mapped back, host-only names hidden), so
+    // the whole host list is read even for a size query. Its size is asked first; a list that
+    // grew in between is read again at the largest size Linux allows.
+    const auto path = HostPaths::proc_path((*n)->fd.get());
+    ssize_t size = ::listxattr(path.c_str(), nullptr, 0);
+    if (size < 0) return fail(errno);
+    if (size == 0) return size_t{0};
+    std::vector<char> host(static_cast<size_t>(size));
+    ssize_t len = ::listxattr(path.c_str(), host.data(), host.size());
+    if (len < 0 && errno == ERANGE) {
+        host.resize(XATTR_LIST_MAX);
+        len = ::listxattr(path.c_str(), host.data(), host.size());
+    }
     if (len < 0) return fail(errno);
-    return static_cast<size_t>(len);
+    return xattr::to_guest_list(std::span<const char>(host.data(), static_cast<size_t>(len)),
+                                std::span<char>(reinterpret_cast<char*>(buf.data()), buf.size()));
 }
 
 Result<void> PassthroughFs::removexattr(uint64_t nodeid, const Name& name) {
@@ -168,7 +188,9 @@ Result<void> PassthroughFs::removexattr(uint64_t nodeid, const Name& name) {
     auto n = node(nodeid);
     if (!n) return n.error();
     if (!valid_xattr_name(name)) return fail(EINVAL);
-    if (::removexattr(HostPaths::proc_path((*n)->fd.get()).c_str(), name.c_str()) != 0) return fail(errno);
+    auto host = xattr::to_host(name.view());
+    if (!host) return host.error();
+    if (::removexattr(HostPaths::proc_path((*n)->fd.get()).c_str(), host->c_str()) != 0) return fail(errno);
     return {};
 }
 

@@ -180,6 +180,10 @@ Result<Entry> PassthroughFs::mknod(const Caller& c, uint64_t parent, const Name&
     mode_t type = mode & S_IFMT;
     if (type != S_IFREG && type != S_IFIFO && type != S_IFSOCK && type != S_IFCHR && type != S_IFBLK)
         return fail(EINVAL);
+    // Of the device nodes only the 0:0 character device is made: overlayfs in the guest uses
+    // it as a whiteout. Any other would leave a working door to a host device (a disk, /dev/mem)
+    // in the share for whoever on the host opens it later. The guest has its own devtmpfs.
+    if ((type == S_IFCHR || type == S_IFBLK) && (type != S_IFCHR || rdev != 0)) return fail(EPERM);
     mode_t perm = mode & 07777 & ~umask;
     auto creds = FsCreds::enter(switch_creds_, c.uid, c.gid);
     if (!creds) return fail(creds.error().code);
@@ -265,20 +269,41 @@ Result<Created> PassthroughFs::create(const Caller& c, uint64_t parent, const Na
         fd = paths_.reopen(existing->get(), oflags);
     }
     if (!fd) return fd.error();
+    return register_open(std::move(*fd), created, perm);
+}
 
-    auto ms = mounts_.stat_fd(fd->get());
+Result<Created> PassthroughFs::tmpfile(const Caller& c, uint64_t parent, uint32_t flags, uint32_t mode,
+                                       uint32_t umask) {
+    KRUNLET_CHECK(check_writable());
+    auto dir = dir_node(parent);
+    if (!dir) return dir.error();
+    int oflags = sanitize_open_flags(flags);
+    if (oflags < 0 || (oflags & O_ACCMODE) == O_RDONLY) return fail(EINVAL);  // open(2) says the same
+    // O_EXCL keeps the file from ever being linked (open(2)); it is the guest's choice.
+    oflags |= O_TMPFILE | O_CLOEXEC | (static_cast<int>(flags) & O_EXCL);
+    mode_t perm = mode & 07777 & ~umask;
+    auto creds = FsCreds::enter(switch_creds_, c.uid, c.gid);
+    if (!creds) return fail(creds.error().code);
+    // "." of the directory's own fd: no name is resolved, so nothing can lead outside.
+    UniqueFd fd(::openat((*dir)->fd.get(), ".", oflags, perm));
+    if (!fd.valid()) return fail(errno);
+    return register_open(std::move(fd), true, perm);
+}
+
+Result<Created> PassthroughFs::register_open(UniqueFd fd, bool created, mode_t perm) {
+    auto ms = mounts_.stat_fd(fd.get());
     if (!ms) return ms.error();
     struct stat& st = ms->st;
     if (created && (st.st_mode & 0777) != (perm & 0777)) {  // see finish_create
         mode_t fixed = (st.st_mode & 07000) | (perm & 0777);
-        if (::fchmod(fd->get(), fixed) != 0) return fail(errno);
+        if (::fchmod(fd.get(), fixed) != 0) return fail(errno);
         st.st_mode = (st.st_mode & S_IFMT) | fixed;
     }
-    auto opath = paths_.reopen(fd->get(), O_PATH);
+    auto opath = paths_.reopen(fd.get(), O_PATH);
     if (!opath) return opath.error();
 
     auto h = std::make_shared<Handle>();
-    h->fd = std::move(*fd);
+    h->fd = std::move(fd);
     auto fh = handles_.add(std::move(h));
     if (!fh) return fh.error();
     auto inode = inodes_.add_lookup(std::move(*opath), st, ms->mnt_id);

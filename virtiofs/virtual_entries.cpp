@@ -111,6 +111,12 @@ Result<Created> VirtualEntriesFs::create(const Caller& c, uint64_t parent, const
     return inner_->create(c, parent, name, flags, mode, umask);
 }
 
+Result<Created> VirtualEntriesFs::tmpfile(const Caller& c, uint64_t parent, uint32_t flags, uint32_t mode,
+                                          uint32_t umask) {
+    if (is_init(parent)) return fail(ENOTDIR);
+    return inner_->tmpfile(c, parent, flags, mode, umask);
+}
+
 Result<void> VirtualEntriesFs::unlink(uint64_t parent, const Name& name) {
     if (is_init(parent)) return fail(ENOTDIR);
     if (names_init(parent, name)) return fail(EACCES);

@@ -49,6 +49,8 @@ public:
     Result<Entry> link(const Caller& c, uint64_t node, uint64_t newparent, const Name& newname) override;
     Result<Created> create(const Caller& c, uint64_t parent, const Name& name, uint32_t flags, uint32_t mode,
                            uint32_t umask) override;
+    Result<Created> tmpfile(const Caller& c, uint64_t parent, uint32_t flags, uint32_t mode,
+                            uint32_t umask) override;
     Result<void> unlink(uint64_t parent, const Name& name) override;
     Result<void> rmdir(uint64_t parent, const Name& name) override;
     Result<void> rename(uint64_t parent, const Name& name, uint64_t newparent, const Name& newname,

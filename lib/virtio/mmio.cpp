@@ -20,6 +20,8 @@
 //   are ignored, and are counted.
 #include "virtio/mmio.h"
 
+#include <linux/virtio_mmio.h>
+
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
@@ -29,36 +31,36 @@ namespace krunlet::virtio {
 namespace {
 
 // Register offsets (virtio 1.2 §4.2.2, table "MMIO Device Register Layout").
-constexpr uint64_t kMagicValue = 0x000;
-constexpr uint64_t kVersion = 0x004;
-constexpr uint64_t kDeviceId = 0x008;
-constexpr uint64_t kVendorIdReg = 0x00c;
-constexpr uint64_t kDeviceFeatures = 0x010;
-constexpr uint64_t kDeviceFeaturesSel = 0x014;
-constexpr uint64_t kDriverFeatures = 0x020;
-constexpr uint64_t kDriverFeaturesSel = 0x024;
-constexpr uint64_t kQueueSel = 0x030;
-constexpr uint64_t kQueueNumMax = 0x034;
-constexpr uint64_t kQueueNum = 0x038;
-constexpr uint64_t kQueueReady = 0x044;
-constexpr uint64_t kQueueNotify = 0x050;
-constexpr uint64_t kInterruptStatus = 0x060;
-constexpr uint64_t kInterruptAck = 0x064;
-constexpr uint64_t kStatus = 0x070;
-constexpr uint64_t kQueueDescLow = 0x080;
-constexpr uint64_t kQueueDescHigh = 0x084;
-constexpr uint64_t kQueueDriverLow = 0x090;
-constexpr uint64_t kQueueDriverHigh = 0x094;
-constexpr uint64_t kQueueDeviceLow = 0x0a0;
-constexpr uint64_t kQueueDeviceHigh = 0x0a4;
-constexpr uint64_t kShmSel = 0x0ac;
-constexpr uint64_t kShmLenLow = 0x0b0;
-constexpr uint64_t kShmLenHigh = 0x0b4;
-constexpr uint64_t kShmBaseLow = 0x0b8;
-constexpr uint64_t kShmBaseHigh = 0x0bc;
-constexpr uint64_t kQueueReset = 0x0c0;
-constexpr uint64_t kConfigGeneration = 0x0fc;
-constexpr uint64_t kConfigSpace = 0x100;
+constexpr uint64_t kMagicValue = VIRTIO_MMIO_MAGIC_VALUE;
+constexpr uint64_t kVersion = VIRTIO_MMIO_VERSION;
+constexpr uint64_t kDeviceId = VIRTIO_MMIO_DEVICE_ID;
+constexpr uint64_t kVendorIdReg = VIRTIO_MMIO_VENDOR_ID;
+constexpr uint64_t kDeviceFeatures = VIRTIO_MMIO_DEVICE_FEATURES;
+constexpr uint64_t kDeviceFeaturesSel = VIRTIO_MMIO_DEVICE_FEATURES_SEL;
+constexpr uint64_t kDriverFeatures = VIRTIO_MMIO_DRIVER_FEATURES;
+constexpr uint64_t kDriverFeaturesSel = VIRTIO_MMIO_DRIVER_FEATURES_SEL;
+constexpr uint64_t kQueueSel = VIRTIO_MMIO_QUEUE_SEL;
+constexpr uint64_t kQueueNumMax = VIRTIO_MMIO_QUEUE_NUM_MAX;
+constexpr uint64_t kQueueNum = VIRTIO_MMIO_QUEUE_NUM;
+constexpr uint64_t kQueueReady = VIRTIO_MMIO_QUEUE_READY;
+constexpr uint64_t kQueueNotify = VIRTIO_MMIO_QUEUE_NOTIFY;
+constexpr uint64_t kInterruptStatus = VIRTIO_MMIO_INTERRUPT_STATUS;
+constexpr uint64_t kInterruptAck = VIRTIO_MMIO_INTERRUPT_ACK;
+constexpr uint64_t kStatus = VIRTIO_MMIO_STATUS;
+constexpr uint64_t kQueueDescLow = VIRTIO_MMIO_QUEUE_DESC_LOW;
+constexpr uint64_t kQueueDescHigh = VIRTIO_MMIO_QUEUE_DESC_HIGH;
+constexpr uint64_t kQueueDriverLow = VIRTIO_MMIO_QUEUE_AVAIL_LOW;
+constexpr uint64_t kQueueDriverHigh = VIRTIO_MMIO_QUEUE_AVAIL_HIGH;
+constexpr uint64_t kQueueDeviceLow = VIRTIO_MMIO_QUEUE_USED_LOW;
+constexpr uint64_t kQueueDeviceHigh = VIRTIO_MMIO_QUEUE_USED_HIGH;
+constexpr uint64_t kShmSel = VIRTIO_MMIO_SHM_SEL;
+constexpr uint64_t kShmLenLow = VIRTIO_MMIO_SHM_LEN_LOW;
+constexpr uint64_t kShmLenHigh = VIRTIO_MMIO_SHM_LEN_HIGH;
+constexpr uint64_t kShmBaseLow = VIRTIO_MMIO_SHM_BASE_LOW;
+constexpr uint64_t kShmBaseHigh = VIRTIO_MMIO_SHM_BASE_HIGH;
+constexpr uint64_t kQueueReset = 0x0c0;  // virtio 1.2 §4.2.2; newer than the 6.1 uapi header
+constexpr uint64_t kConfigGeneration = VIRTIO_MMIO_CONFIG_GENERATION;
+constexpr uint64_t kConfigSpace = VIRTIO_MMIO_CONFIG;
 
 constexpr uint32_t kMagic = 0x74726976;  // "virt"
 constexpr uint32_t kMmioVersion = 2;     // modern; legacy version 1 is not offered

@@ -18,6 +18,10 @@
 // either way: a table is validated exactly like the direct part.
 #include "virtio/queue.h"
 
+// Without the legacy layout helpers, which are C only (void* conversions).
+#define VIRTIO_RING_NO_LEGACY
+#include <linux/virtio_ring.h>
+
 #include <algorithm>
 #include <atomic>
 #include <bit>
@@ -30,11 +34,11 @@ namespace krunlet::virtio {
 namespace {
 
 // Descriptor flags (§2.7.5).
-constexpr uint16_t kDescNext = 1;
-constexpr uint16_t kDescWrite = 2;
-constexpr uint16_t kDescIndirect = 4;
+constexpr uint16_t kDescNext = VRING_DESC_F_NEXT;
+constexpr uint16_t kDescWrite = VRING_DESC_F_WRITE;
+constexpr uint16_t kDescIndirect = VRING_DESC_F_INDIRECT;
 // Available ring flags (§2.7.6).
-constexpr uint16_t kAvailNoInterrupt = 1;
+constexpr uint16_t kAvailNoInterrupt = VRING_AVAIL_F_NO_INTERRUPT;
 
 struct RawDesc {
     uint64_t addr;

@@ -157,8 +157,9 @@ private:
         send(op, nodeid, args, header_mode);
     }
 
-    void send(uint32_t op, uint64_t nodeid, const Args& args, uint8_t f) {
-        fuse_in_header h{};
+    // The request bytes: header fields from the input (header mode `f`), len mostly consistent.
+    std::vector<uint8_t> encode(uint32_t op, uint64_t nodeid, const Args& args, uint8_t f, fuse_in_header& h) {
+        h = fuse_in_header{};
         h.opcode = op;
         h.nodeid = nodeid;
         h.unique = (f & 0x80) && in_.u8() == 0xff ? in_.u64() : ++unique_;
@@ -181,8 +182,11 @@ private:
         if ((f & 0x03) == 0x03) h.len = in_.u8() < 0x80 ? h.len + static_cast<int8_t>(in_.u8()) : in_.u32();
         std::memcpy(req.data(), &h, sizeof h);
         if ((f & 0x30) == 0x30 && in_.u8() == 0xff) req.resize(in_.u8() % sizeof h);  // not even a header
+        return req;
+    }
 
-        // Reply space: usually what the Linux client gives, sometimes much less.
+    // Reply space: usually what the Linux client gives, sometimes much less; 1-4 pieces.
+    std::vector<iovec> out_buffers(uint8_t f) {
         size_t total = kFullOut;
         switch ((f >> 4) & 3) {
             case 1: total = in_.u16() % 8192; break;
@@ -193,7 +197,13 @@ private:
         uint8_t nc = in_.u8() % 4;
         for (size_t k = 0; k < nc; ++k) cuts[k] = in_.u8() % 48;
         if (nc == 0) cuts = {total, 0, 0};
-        std::vector<iovec> iov = arena_.layout(total, cuts);
+        return arena_.layout(total, cuts);
+    }
+
+    void send(uint32_t op, uint64_t nodeid, const Args& args, uint8_t f) {
+        fuse_in_header h;
+        const std::vector<uint8_t> req = encode(op, nodeid, args, f, h);
+        const std::vector<iovec> iov = out_buffers(f);
         size_t cap = 0;
         for (const iovec& v : iov) cap += v.iov_len;
 
@@ -208,8 +218,10 @@ private:
         check_creds();
         FUZZ_CHECK(returned <= cap, "handle() claims more bytes than the out buffers hold");
 
+        // The envelope rules (server.h): who gets a reply, and what its header says.
+        const bool whole_header = req.size() >= sizeof h;
         const bool no_reply = op == FUSE_FORGET || op == FUSE_BATCH_FORGET || op == FUSE_INTERRUPT;
-        if (no_reply && req.size() >= sizeof h) {
+        if (no_reply && whole_header) {
             FUZZ_CHECK(returned == 0, "a reply to FORGET/BATCH_FORGET/INTERRUPT");
             return;
         }
@@ -223,12 +235,12 @@ private:
         std::memcpy(&out, reply.data(), sizeof out);
         FUZZ_CHECK(out.len == returned, "out.len != returned length");
         FUZZ_CHECK(out.error <= 0 && out.error > -4096, "errno out of range: " + std::to_string(out.error));
-        FUZZ_CHECK(out.unique == (req.size() >= sizeof h ? h.unique : 0), "reply carries the wrong unique");
+        FUZZ_CHECK(out.unique == (whole_header ? h.unique : 0), "reply carries the wrong unique");
         if (out.error != 0) {
             FUZZ_CHECK(returned == sizeof out, "an error reply with a body");
             return;
         }
-        if (req.size() >= sizeof h && h.len == req.size()) learn(op, nodeid, args, reply);
+        if (whole_header && h.len == req.size()) learn(op, nodeid, args, reply);
     }
 
     // ---- what successful replies tell us ----

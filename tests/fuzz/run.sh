@@ -52,9 +52,10 @@ start_all=$(date +%s)
 # ---- build -----------------------------------------------------------------------------------
 if [[ ! -f $BUILD/build.ninja ]]; then
     echo "fuzz: configuring $BUILD"
+    mkdir -p "$BUILD"
     if ! cmake -S "$REPO" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-        -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ -DKRUNLET_FUZZ=ON >"$BUILD.configure.log" 2>&1; then
-        cat "$BUILD.configure.log" >&2
+        -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ -DKRUNLET_FUZZ=ON >"$BUILD/configure.log" 2>&1; then
+        cat "$BUILD/configure.log" >&2
         echo "fuzz: cmake configure failed (log above)" >&2
         exit 2
     fi
@@ -108,6 +109,7 @@ for t in $TARGETS; do
     [[ -f $dict ]] && common+=(-dict="$dict")
 
     # 1. Known bugs must stay fixed.
+    status=ok
     regs=()
     if [[ -d $HERE/regressions/$t ]]; then
         while IFS= read -r -d '' f; do regs+=("$f"); done < <(find "$HERE/regressions/$t" -type f ! -name '*.md' -print0 | sort -z)
@@ -118,6 +120,7 @@ for t in $TARGETS; do
             echo "fuzz: $t: ${#regs[@]} regression input(s) pass"
         else
             failed=1
+            status=REGRESSION
             echo "fuzz: $t: REGRESSION: a file in tests/fuzz/regressions/$t/ fails:" >&2
             grep -E 'Running:|ERROR|FUZZ CHECK|HELPER CHECK|SUMMARY' "$WORK/$t/replay.log" | head -20 >&2
             keep_artifacts "$t" "$WORK/$t/artifacts"
@@ -140,7 +143,6 @@ for t in $TARGETS; do
     ft=$(sed -nE 's/.* ft: ([0-9]+).*/\1/p' <<<"$last")
     corp=$(sed -nE 's/.* corp: ([0-9]+).*/\1/p' <<<"$last")
     if [[ -z $execs ]]; then execs=$(sed -nE 's/^#([0-9]+).*/\1/p' <<<"$last"); fi
-    status=ok
     if ((rc != 0)); then
         status="CRASH (exit $rc)"
         failed=1
@@ -149,7 +151,7 @@ for t in $TARGETS; do
         keep_artifacts "$t" "$WORK/$t/artifacts"
         cp "$WORK/$t/fuzz.log" "$ARTIFACTS/$t/fuzz.log" 2>/dev/null || true
     fi
-    line=$(printf '%-22s %-8s execs %-9s cpu %6ss  cov %-6s ft %-6s corpus %-5s rss %sMB' \
+    line=$(printf '%-22s %-10s execs %-9s cpu %6ss  cov %-6s ft %-6s corpus %-5s rss %sMB' \
         "$t" "$status" "${execs:-?}" "$cpu" "${cov:-?}" "${ft:-?}" "${corp:-?}" "${rss:-?}")
     echo "fuzz: $line"
     report+=("$line")

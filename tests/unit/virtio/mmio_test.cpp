@@ -7,6 +7,7 @@
 #include <thread>
 #include <variant>
 
+#include "mmio_regs.h"
 #include "mock_driver.h"
 #include "virtio/mmio.h"
 
@@ -18,13 +19,7 @@ constexpr size_t kRamSize = 1 << 20;
 constexpr uint64_t kData = kRamGpa + 0x80000;
 
 // Registers (§4.2.2).
-constexpr uint64_t rMagic = 0x000, rVersion = 0x004, rDeviceId = 0x008, rVendor = 0x00c;
-constexpr uint64_t rDevFeatures = 0x010, rDevFeaturesSel = 0x014, rDrvFeatures = 0x020, rDrvFeaturesSel = 0x024;
-constexpr uint64_t rQueueSel = 0x030, rQueueNumMax = 0x034, rQueueNum = 0x038, rQueueReady = 0x044;
-constexpr uint64_t rQueueNotify = 0x050, rIntStatus = 0x060, rIntAck = 0x064, rStatus = 0x070;
-constexpr uint64_t rDescLow = 0x080, rDescHigh = 0x084, rDriverLow = 0x090, rDriverHigh = 0x094;
-constexpr uint64_t rDeviceLow = 0x0a0, rDeviceHigh = 0x0a4, rShmSel = 0x0ac, rQueueReset = 0x0c0;
-constexpr uint64_t rConfigGen = 0x0fc;
+using namespace mmio_regs;
 
 constexpr uint32_t A = kStatusAcknowledge, D = kStatusDriver, F = kStatusFeaturesOk, K = kStatusDriverOk;
 constexpr uint64_t kRingPacked = 1ull << 34;  // offered by the test device, hidden by the transport
