@@ -20,6 +20,7 @@ class VsockDevice::Connection final : public VsockStream,
                                       public std::enable_shared_from_this<Connection> {
 public:
     enum class State {
+        Connecting,  // host-initiated: our REQUEST is queued or sent, the guest has not answered
         Open,
         Resetting,  // our RST is queued; the key stays taken until it is sent
         Closed,     // forgotten by the device
@@ -49,6 +50,12 @@ public:
     }
 
     void close() override {
+        if (state_ == State::Connecting) {
+            dev_.enter(true);
+            dev_.reset_connection(*this);  // abandon the attempt: RST instead of waiting
+            dev_.leave();
+            return;
+        }
         if (state_ != State::Open || host_shutdown_) return;
         dev_.enter(true);
         host_shutdown_ = true;
@@ -58,6 +65,28 @@ public:
 
     uint32_t host_port() const override { return key_.host_port; }
     uint32_t guest_port() const override { return key_.guest_port; }
+    size_t pending() const override { return tx_pending(); }
+
+    void consumed(size_t n) override {
+        if (state_ != State::Open || n == 0) return;
+        dev_.enter(true);
+        // Never credit more than was received: a confused service must not widen the window.
+        fwd_cnt_ += static_cast<uint32_t>(std::min<size_t>(n, rx_cnt_ - fwd_cnt_));
+        dev_.credit_if_low(*this);
+        dev_.leave();
+    }
+
+    bool notify_when_drained() override {
+        if (state_ != State::Open || tx_pending() <= kDrainedBytes) return false;
+        if (!drain_wanted_) {
+            drain_wanted_ = true;
+            dev_.drain_waiters_.push_back(weak_from_this());
+        }
+        return true;
+    }
+
+    // The service has the stream (it gets on_close once this ends).
+    bool live() const { return state_ == State::Open || state_ == State::Connecting; }
 
     bool accepts_host_data() const {
         return state_ == State::Open && !host_shutdown_ && (peer_shutdown_ & kShutdownRcv) == 0;
@@ -75,6 +104,7 @@ public:
     }
     bool wants_to_send() const {
         if (state_ == State::Resetting) return true;
+        if (state_ == State::Connecting) return need_request_;
         if (state_ != State::Open) return false;
         if (need_response_ || need_credit_update_) return true;
         if (tx_pending() > 0 && peer_credit() > 0) return true;
@@ -86,7 +116,9 @@ public:
     const std::shared_ptr<VsockService> svc_;
     State state_ = State::Open;
     bool queued_ = false;  // in dev_.ready_
-    bool need_response_ = true;
+    bool need_response_ = true;   // guest-initiated: RESPONSE not sent yet
+    bool need_request_ = false;   // host-initiated: REQUEST not sent yet
+    bool drain_wanted_ = false;   // in dev_.drain_waiters_
     bool need_credit_update_ = false;
     bool host_shutdown_ = false;  // close() was called
     bool shutdown_sent_ = false;
@@ -119,7 +151,7 @@ VsockDevice::VsockDevice(uint64_t guest_cid) : guest_cid_(guest_cid) {}
 VsockDevice::~VsockDevice() {
     // Every stream a service saw gets its on_close before it disappears.
     for (auto& [key, c] : conns_)
-        if (c->state_ == Connection::State::Open) closed_.push_back(c);
+        if (c->live()) closed_.push_back(c);
     for (auto& c : conns_) c.second->state_ = Connection::State::Closed;
     auto last = std::move(closed_);
     for (auto& c : last) c->svc_->on_close(*c);
@@ -174,12 +206,13 @@ Result<void> VsockDevice::queue_notify(uint16_t index) {
 void VsockDevice::reset() {
     enter(false);
     for (auto& [key, c] : conns_) {
-        if (c->state_ == Connection::State::Open) closed_.push_back(c);
+        if (c->live()) closed_.push_back(c);
         c->state_ = Connection::State::Closed;
     }
     conns_.clear();
     ready_.clear();
     orphan_rsts_.clear();
+    drain_waiters_.clear();
     rx_held_.reset();
     rx_ = tx_ = nullptr;
     irq_ = nullptr;
@@ -196,14 +229,64 @@ void VsockDevice::leave() {
         for (;;) {
             pump_rx();
             // Inside a VsockStream call the service is on the stack: its
-            // on_close waits for the next device entry point.
-            if (outer_is_stream_ || closed_.empty()) break;
-            auto batch = std::move(closed_);
-            closed_.clear();
-            for (auto& c : batch) c->svc_->on_close(*c);  // may send on other streams
+            // on_close and on_drained wait for the next device entry point.
+            if (outer_is_stream_) break;
+            if (!closed_.empty()) {
+                auto batch = std::move(closed_);
+                closed_.clear();
+                for (auto& c : batch) c->svc_->on_close(*c);  // may send on other streams
+                continue;
+            }
+            if (!deliver_drained()) break;
         }
     }
     --depth_;
+}
+
+bool VsockDevice::deliver_drained() {
+    bool called = false;
+    auto waiters = std::move(drain_waiters_);
+    drain_waiters_.clear();
+    for (auto& w : waiters) {
+        auto c = w.lock();
+        if (!c || !c->drain_wanted_) continue;
+        if (c->state_ != Connection::State::Open) {
+            c->drain_wanted_ = false;  // on_close tells the service instead
+        } else if (c->tx_pending() <= VsockStream::kDrainedBytes) {
+            c->drain_wanted_ = false;
+            c->svc_->on_drained(*c);  // may send again (and ask again, once above the mark)
+            called = true;
+        } else {
+            drain_waiters_.push_back(c);
+        }
+    }
+    return called;
+}
+
+Result<VsockStream*> VsockDevice::connect(uint32_t guest_port, std::shared_ptr<VsockService> svc) {
+    if (!svc) return make_error(EINVAL, "virtio-vsock: connect needs a service");
+    if (rx_ == nullptr || tx_ == nullptr)
+        return make_error(ENOTCONN, "virtio-vsock: the guest driver is not running yet");
+    if (conns_.size() >= kMaxConnections)
+        return make_error(EAGAIN, "virtio-vsock: " + std::to_string(kMaxConnections) + " connections are open");
+    // An ephemeral host port that no service owns and no stream to this guest port uses.
+    uint32_t port = next_ephemeral_port_;
+    for (;;) {
+        if (port < kFirstEphemeralPort || port == 0xffffffffu) port = kFirstEphemeralPort;
+        if (!services_.contains(port) && !conns_.contains(Key{guest_port, port})) break;
+        ++port;
+    }
+    next_ephemeral_port_ = port + 1;
+    Key key{guest_port, port};
+    auto c = std::make_shared<Connection>(*this, key, std::move(svc));
+    c->state_ = Connection::State::Connecting;
+    c->need_response_ = false;
+    c->need_request_ = true;
+    conns_.emplace(key, c);
+    enter(true);  // the caller is a service: no callbacks into it from here
+    schedule(*c);
+    leave();
+    return static_cast<VsockStream*>(c.get());
 }
 
 void VsockDevice::fail(virtio::QueueError e, const char* which) {
@@ -219,7 +302,7 @@ void VsockDevice::schedule(Connection& c) {
 }
 
 void VsockDevice::reset_connection(Connection& c) {
-    if (c.state_ != Connection::State::Open) return;
+    if (!c.live()) return;
     c.state_ = Connection::State::Resetting;
     c.drop_tx();
     closed_.push_back(c.shared_from_this());
@@ -228,7 +311,7 @@ void VsockDevice::reset_connection(Connection& c) {
 
 void VsockDevice::drop_connection(Connection& c) {
     auto self = c.shared_from_this();
-    if (c.state_ == Connection::State::Open) closed_.push_back(self);
+    if (c.live()) closed_.push_back(self);
     c.state_ = Connection::State::Closed;
     c.drop_tx();
     conns_.erase(c.key_);
@@ -313,6 +396,21 @@ void VsockDevice::handle_request(const VsockHeader& h) {
 
 void VsockDevice::handle_connected(const std::shared_ptr<Connection>& c, const VsockHeader& h,
                                    std::span<const uint8_t> payload, bool payload_ok) {
+    if (c->state_ == Connection::State::Connecting) {
+        // Our REQUEST's answer (§5.10.6.2): RESPONSE accepts, RST refuses; anything else
+        // (or an answer before we asked) is a protocol error.
+        if (h.op == kOpResponse && !c->need_request_) {
+            c->peer_buf_alloc_ = h.buf_alloc;
+            c->peer_fwd_cnt_ = h.fwd_cnt;
+            c->state_ = Connection::State::Open;
+            c->svc_->on_connect(*c);
+        } else if (h.op == kOpRst) {
+            drop_connection(*c);
+        } else {
+            reset_connection(*c);
+        }
+        return;
+    }
     if (c->state_ != Connection::State::Open) {
         // Our RST is on its way; the guest's own RST makes it unnecessary.
         if (h.op == kOpRst) {
@@ -356,16 +454,14 @@ void VsockDevice::handle_connected(const std::shared_ptr<Connection>& c, const V
         c->rx_cnt_ += n;
         // After close() the service wants no more data; it is credited anyway
         // so the guest is not left waiting for a window before our SHUTDOWN.
-        if (n > 0 && !c->host_shutdown_) c->svc_->on_data(*c, payload);
-        c->fwd_cnt_ += n;
-        if (c->state_ != Connection::State::Open) return;  // the service reset it
-        // Tell the guest about consumed bytes once its view of our free space
-        // falls below half the window, so a streaming sender never stalls.
-        uint32_t guest_view_free = kBufAlloc - (c->rx_cnt_ - c->fwd_advertised_);
-        if (guest_view_free < kBufAlloc / 2 && c->fwd_cnt_ != c->fwd_advertised_) {
-            c->need_credit_update_ = true;
-            schedule(*c);
+        if (n > 0 && !c->host_shutdown_) {
+            c->svc_->on_data(*c, payload);
+            if (!c->svc_->defers_credit()) c->fwd_cnt_ += n;  // else consumed() credits it
+        } else {
+            c->fwd_cnt_ += n;
         }
+        if (c->state_ != Connection::State::Open) return;  // the service reset it
+        credit_if_low(*c);
         return;
     }
     case kOpCreditUpdate:
@@ -380,6 +476,16 @@ void VsockDevice::handle_connected(const std::shared_ptr<Connection>& c, const V
         // INVALID or an unknown op (§5.10.6.4: answer with RST).
         reset_connection(*c);
         return;
+    }
+}
+
+void VsockDevice::credit_if_low(Connection& c) {
+    // Tell the guest about consumed bytes once its view of our free space
+    // falls below half the window, so a streaming sender never stalls.
+    uint32_t guest_view_free = kBufAlloc - (c.rx_cnt_ - c.fwd_advertised_);
+    if (guest_view_free < kBufAlloc / 2 && c.fwd_cnt_ != c.fwd_advertised_) {
+        c.need_credit_update_ = true;
+        schedule(c);
     }
 }
 
@@ -400,6 +506,13 @@ bool VsockDevice::build_packet(Connection& c, VsockHeader& h, std::vector<uint8_
         h.op = kOpRst;
         c.state_ = Connection::State::Closed;
         conns_.erase(c.key_);  // may destroy the map's reference; closed_ holds another
+        return true;
+    }
+    if (c.state_ == Connection::State::Connecting) {
+        if (!c.need_request_) return false;
+        h.op = kOpRequest;  // buf_alloc and fwd_cnt above give the guest our window
+        c.need_request_ = false;
+        c.fwd_advertised_ = c.fwd_cnt_;
         return true;
     }
     if (c.state_ != Connection::State::Open) return false;

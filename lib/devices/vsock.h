@@ -46,6 +46,15 @@ public:
     virtual void close() = 0;
     virtual uint32_t host_port() const = 0;
     virtual uint32_t guest_port() const = 0;
+    // Bytes queued by send() that the guest has not been sent yet.
+    virtual size_t pending() const = 0;
+    // For a service with defers_credit(): `n` more of the bytes on_data gave it have left its
+    // hands, so the guest may send that many more.
+    virtual void consumed(size_t n) = 0;
+    // While pending() is above kDrainedBytes: ask for one on_drained() call once it falls to
+    // kDrainedBytes or below, and return true. Otherwise return false (nothing to wait for).
+    virtual bool notify_when_drained() = 0;
+    static constexpr size_t kDrainedBytes = 256 * 1024;
 };
 
 // An in-process host endpoint on a port the guest connects to.
@@ -56,6 +65,12 @@ public:
     // The service consumes `bytes` entirely (they are credited back to the guest).
     virtual void on_data(VsockStream& stream, std::span<const uint8_t> bytes) = 0;
     virtual void on_close(VsockStream& stream) = 0;
+    // See VsockStream::notify_when_drained().
+    virtual void on_drained(VsockStream& stream) { (void)stream; }
+    // false (the default): bytes count as consumed once on_data returns. true: only what the
+    // service reports with VsockStream::consumed() is credited back to the guest, so a service
+    // that forwards to a slow peer holds at most one receive window (kBufAlloc) per stream.
+    virtual bool defers_credit() const { return false; }
 };
 
 // struct virtio_vsock_hdr (§5.10.6), little-endian on the wire; we only
@@ -124,6 +139,12 @@ public:
 
     // Serve `host_port` with `svc` (call before boot).
     Result<void> add_service(uint32_t host_port, std::shared_ptr<VsockService> svc);
+    // Open a stream from the host to the guest's `guest_port` (a guest listener), served by
+    // `svc` from an ephemeral host port. The guest's answer decides: on_connect once it
+    // accepts, or on_close alone if it refuses (RST). The stream is valid until on_close;
+    // close() before the answer abandons it. Needs an active device; EAGAIN at the
+    // connection cap.
+    Result<VsockStream*> connect(uint32_t guest_port, std::shared_ptr<VsockService> svc);
 
     uint32_t device_type() const override { return virtio::kDeviceVsock; }
     uint64_t device_features() const override { return vsock::kFeatureStream; }
@@ -163,6 +184,8 @@ private:
                           std::span<const uint8_t> payload, bool payload_ok);
     void queue_orphan_rst(const VsockHeader& in);
     void schedule(Connection& c);
+    void credit_if_low(Connection& c);
+    bool deliver_drained();  // on_drained for waiters that drained; true if any was called  // CREDIT_UPDATE once the guest's view of our window is half gone
     void reset_connection(Connection& c);   // send RST, then forget it
     void drop_connection(Connection& c);    // forget it without a word (peer sent RST)
     void pump_rx();
@@ -175,6 +198,9 @@ private:
     std::deque<std::weak_ptr<Connection>> ready_;  // connections with something to send
     std::deque<VsockHeader> orphan_rsts_;
     std::vector<std::shared_ptr<Connection>> closed_;  // on_close not yet delivered
+    std::vector<std::weak_ptr<Connection>> drain_waiters_;  // asked for on_drained
+    uint32_t next_ephemeral_port_ = kFirstEphemeralPort;
+    static constexpr uint32_t kFirstEphemeralPort = 1u << 30;  // host ports for connect()
     int depth_ = 0;
     bool outer_is_stream_ = false;
 

@@ -8,6 +8,7 @@
 
 #include "devices/vsock.h"
 #include "harness.h"
+#include "vsock_guest.h"
 
 using namespace krunlet;
 using namespace krunlet::devices;
@@ -15,15 +16,6 @@ using namespace krunlet::devices::test;
 using namespace krunlet::devices::vsock;
 
 namespace {
-
-constexpr uint64_t kGuestCid = 3;
-constexpr uint32_t kPort = 1024;
-constexpr uint32_t kRxBuf = 4096 + kHeaderSize;  // what Linux posts
-
-struct Pkt {
-    VsockHeader h;
-    std::string data;
-};
 
 // The service end: records everything, optionally echoes.
 struct Svc : VsockService {
@@ -49,70 +41,12 @@ struct Svc : VsockService {
     }
 };
 
-// The guest's driver and its view of one connection's credit.
-struct Guest {
-    std::unique_ptr<VsockDevice> dev;
+// The guest with one recording service on kPort.
+struct Guest : VsockGuest {
     std::shared_ptr<Svc> svc = std::make_shared<Svc>();
-    std::unique_ptr<Driver> drv;
-    uint32_t buf_alloc = 256 * 1024;
-    uint32_t fwd_cnt = 0;
-
     Guest() {
-        auto d = VsockDevice::create(kGuestCid);
-        REQUIRE(d.ok());
-        dev = std::move(*d);
         REQUIRE(dev->add_service(kPort, svc).ok());
-        drv = std::make_unique<Driver>(*dev, 256);
-        REQUIRE(drv->activate().ok());
-    }
-
-    VsockHeader hdr(uint16_t op, uint32_t src_port, uint32_t dst_port = kPort) const {
-        VsockHeader h{};
-        h.src_cid = kGuestCid;
-        h.dst_cid = kHostCid;
-        h.src_port = src_port;
-        h.dst_port = dst_port;
-        h.type = kTypeStream;
-        h.op = op;
-        h.buf_alloc = buf_alloc;
-        h.fwd_cnt = fwd_cnt;
-        return h;
-    }
-    // Header and payload in separate descriptors, as Linux 6.1 sends them.
-    void send(VsockHeader h, std::string_view payload = {}, bool set_len = true) {
-        if (set_len) h.len = static_cast<uint32_t>(payload.size());
-        std::span<const uint8_t> hb(reinterpret_cast<const uint8_t*>(&h), kHeaderSize);
-        if (payload.empty())
-            drv->post_out(VsockDevice::kTxQueue, hb);
-        else
-            drv->post(VsockDevice::kTxQueue, {hb, bytes_of(payload)}, {});
-        REQUIRE(drv->kick(VsockDevice::kTxQueue).ok());
-        drv->take_used(VsockDevice::kTxQueue);
-    }
-    void post_rx(int n, uint32_t size = kRxBuf) {
-        for (int i = 0; i < n; ++i) drv->post_in(VsockDevice::kRxQueue, size);
-        REQUIRE(drv->kick(VsockDevice::kRxQueue).ok());
-    }
-    std::vector<Pkt> recv() {
-        std::vector<Pkt> out;
-        for (auto& u : drv->take_used(VsockDevice::kRxQueue)) {
-            REQUIRE(u.len >= kHeaderSize);
-            Pkt p;
-            std::memcpy(&p.h, u.data.data(), kHeaderSize);
-            p.data.assign(reinterpret_cast<const char*>(u.data.data()) + kHeaderSize, u.len - kHeaderSize);
-            REQUIRE(p.h.len == p.data.size());
-            out.push_back(std::move(p));
-        }
-        return out;
-    }
-    // Connect from guest port `port`; expect a RESPONSE.
-    void connect(uint32_t port) {
-        post_rx(1);
-        send(hdr(kOpRequest, port));
-        auto p = recv();
-        for (auto& x : p) if (p.size() != 1) MESSAGE("op " << x.h.op << " to port " << x.h.dst_port);
-        REQUIRE(p.size() == 1);
-        REQUIRE(p[0].h.op == kOpResponse);
+        start();
     }
 };
 
