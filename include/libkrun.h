@@ -90,6 +90,33 @@ int32_t krunlet_set_boot_trace(uint32_t ctx_id, bool enabled);
  * (later words win, e.g. a second init=). */
 int32_t krunlet_set_kernel_cmdline(uint32_t ctx_id, const char *extra);
 
+/* krunlet extension: the guest's init mounts the virtio-fs share `tag` (added
+ * with krun_add_virtiofs*, not the root) on `guest_path` before the workload
+ * starts, creating the directory when it is missing; `read_only` mounts it
+ * read-only in the guest (krun_add_virtiofs3's read_only is what the host
+ * enforces). The tag is 1..36 printable ASCII characters without spaces; the
+ * path is absolute, not "/", without "." or ".." components. At most 64
+ * mounts. A share or mount init cannot set up ends the workload with 125 and
+ * a message naming the tag and path. */
+int32_t krunlet_add_virtiofs_mount(uint32_t ctx_id, const char *tag, const char *guest_path,
+                                   bool read_only);
+
+/* krunlet extension: how much the guest may cache of every virtio-fs share.
+ * `policy` is "never" (every access reaches the host: host-side changes are
+ * seen at once), "auto" (the default: close-to-open, names and attributes
+ * trusted for 1 s) or "always" (the guest keeps everything: only for shares
+ * nothing else changes). `entry_timeout` and `attr_timeout` are seconds
+ * ("0", "1", "0.25"; at most 31536000) and override the policy's. NULL leaves
+ * a knob to the environment, read at krun_create_ctx and again (winning) at
+ * krun_start_enter:
+ *   KRUNLET_FS_CACHE=never|auto|always
+ *   KRUNLET_FS_ENTRY_TIMEOUT=SECONDS
+ *   KRUNLET_FS_ATTR_TIMEOUT=SECONDS
+ * A bad value here is -EINVAL at once; a bad variable makes krun_start_enter
+ * return -EINVAL with a message naming it. */
+int32_t krunlet_set_fs_cache(uint32_t ctx_id, const char *policy, const char *entry_timeout,
+                             const char *attr_timeout);
+
 #ifdef __cplusplus
 }
 #endif

@@ -12,6 +12,8 @@
 #include <nlohmann/json.hpp>
 #include <unordered_map>
 
+#include "base/control_protocol.h"
+
 namespace krunlet::init {
 namespace {
 
@@ -93,6 +95,47 @@ Result<std::vector<std::string>> as_args(const json& j, const std::string& where
     return args;
 }
 
+// mount(8)'s words for the generic MS_* flags, shared by tmpfs and virtiofs.
+struct MountFlagWord {
+    const char* word;
+    unsigned long set;
+    unsigned long clear;
+};
+constexpr MountFlagWord kMountFlagWords[] = {
+    {"ro", MS_RDONLY, 0},          {"rw", 0, MS_RDONLY},
+    {"nosuid", MS_NOSUID, 0},      {"suid", 0, MS_NOSUID},
+    {"nodev", MS_NODEV, 0},        {"dev", 0, MS_NODEV},
+    {"noexec", MS_NOEXEC, 0},      {"exec", 0, MS_NOEXEC},
+    {"sync", MS_SYNCHRONOUS, 0},   {"async", 0, MS_SYNCHRONOUS},
+    {"dirsync", MS_DIRSYNC, 0},    {"noatime", MS_NOATIME, 0},
+    {"atime", 0, MS_NOATIME},      {"nodiratime", MS_NODIRATIME, 0},
+    {"diratime", 0, MS_NODIRATIME}, {"relatime", MS_RELATIME, 0},
+    {"norelatime", 0, MS_RELATIME}, {"strictatime", MS_STRICTATIME, 0},
+    {"nostrictatime", 0, MS_STRICTATIME}, {"lazytime", MS_LAZYTIME, 0},
+    {"nolazytime", 0, MS_LAZYTIME}, {"mand", MS_MANDLOCK, 0},
+    {"nomand", 0, MS_MANDLOCK},
+};
+// Words that only make sense for the host's mount tree or for other
+// runtimes' labelling: a fresh mount in the guest has nothing to do with them.
+constexpr const char* kIgnoredMountWords[] = {
+    "defaults", "private", "rprivate", "shared", "rshared", "slave", "rslave",
+    "unbindable", "runbindable", "bind", "rbind", "z", "Z", "U", "idmap", "tmpcopyup", "notmpcopyup",
+};
+
+// Applies a generic flag word (later words override earlier ones, as with
+// mount(8)) or drops an ignored one; false when the word is the
+// filesystem's own.
+bool apply_generic_mount_option(const std::string& o, unsigned long& flags) {
+    for (const MountFlagWord& f : kMountFlagWords) {
+        if (o == f.word) {
+            flags = (flags & ~f.clear) | f.set;
+            return true;
+        }
+    }
+    return std::find(std::begin(kIgnoredMountWords), std::end(kIgnoredMountWords), o) !=
+           std::end(kIgnoredMountWords);
+}
+
 constexpr uint64_t kMaxId = std::numeric_limits<uint32_t>::max() - 1;  // (uid_t)-1 means "unchanged"
 
 Result<UserSpec> parse_oci_user(const json& u) {
@@ -155,15 +198,54 @@ Result<std::vector<Rlimit>> parse_oci_rlimits(const json& list) {
     return out;
 }
 
-Result<std::vector<TmpfsMount>> parse_tmpfs_mounts(const json& list) {
+// A "virtiofs" entry of the OCI "mounts" list: the source is the share's tag.
+Result<VirtiofsMount> parse_virtiofs_mount(const json& m, const std::string& where) {
+    VirtiofsMount v;
+    const json* src = member(m, "source");
+    if (src == nullptr) return bad(where + " (virtiofs) has no \"source\" (the share's tag)");
+    auto tag = as_string(*src, where + ".source");
+    if (!tag) return tag.error();
+    if (const char* why = control::mount_tag_problem(*tag))
+        return bad(where + ".source \"" + tag->substr(0, 64) + "\" is not a usable virtio-fs tag: " + why);
+    v.tag = std::move(*tag);
+    const json* dst = member(m, "destination");
+    if (dst == nullptr) return bad(where + " (virtiofs) has no \"destination\"");
+    auto path = as_string(*dst, where + ".destination");
+    if (!path) return path.error();
+    if (const char* why = control::mount_path_problem(*path))
+        return bad(where + ".destination \"" + path->substr(0, 256) + "\" cannot be a mount point: " + why);
+    v.destination = std::move(*path);
+    if (const json* o = member(m, "options")) {
+        auto r = as_string_array(*o, where + ".options");
+        if (!r) return r.error();
+        for (const std::string& word : *r) {
+            if (word.empty() || apply_generic_mount_option(word, v.flags)) continue;
+            // The rest is virtiofs's own (dax, ...); the kernel rejects what it does not know.
+            if (!v.data.empty()) v.data += ',';
+            v.data += word;
+        }
+    }
+    return v;
+}
+
+Result<void> parse_mounts(const json& list, ImageConfig& c) {
     if (!list.is_array()) return bad("mounts must be an array of objects, not " + kind(list));
-    std::vector<TmpfsMount> out;
     for (size_t i = 0; i < list.size(); ++i) {
         std::string where = "mounts[" + std::to_string(i) + "]";
         const json& m = list[i];
         if (!m.is_object()) return bad(where + " must be an object, not " + kind(m));
         const json* type = member(m, "type");
-        if (type == nullptr || !type->is_string() || type->get<std::string>() != "tmpfs") continue;
+        if (type == nullptr || !type->is_string()) continue;
+        const std::string& t = type->get_ref<const std::string&>();
+        if (t == "virtiofs") {
+            if (c.virtiofs.size() == control::kMaxMounts)
+                return bad(where + ": more than " + std::to_string(control::kMaxMounts) + " virtiofs mounts");
+            auto v = parse_virtiofs_mount(m, where);
+            if (!v) return v.error();
+            c.virtiofs.push_back(std::move(*v));
+            continue;
+        }
+        if (t != "tmpfs") continue;
         const json* dst = member(m, "destination");
         if (dst == nullptr) return bad(where + " (tmpfs) has no \"destination\"");
         auto path = as_string(*dst, where + ".destination");
@@ -176,7 +258,43 @@ Result<std::vector<TmpfsMount>> parse_tmpfs_mounts(const json& list) {
             if (!r) return r.error();
             options = std::move(*r);
         }
-        out.push_back(parse_tmpfs_options(std::move(*path), options));
+        c.tmpfs.push_back(parse_tmpfs_options(std::move(*path), options));
+    }
+    return ok_result();
+}
+
+// The exec message's "mounts": [{"tag", "path", "read_only"}] (control_protocol.h).
+Result<std::vector<VirtiofsMount>> parse_exec_mounts(const json& list) {
+    if (!list.is_array()) return bad("exec.mounts must be an array of objects, not " + kind(list));
+    if (list.size() > control::kMaxMounts)
+        return bad("exec.mounts has " + std::to_string(list.size()) + " entries; at most " +
+                   std::to_string(control::kMaxMounts) + " are allowed");
+    std::vector<VirtiofsMount> out;
+    for (size_t i = 0; i < list.size(); ++i) {
+        std::string where = "exec.mounts[" + std::to_string(i) + "]";
+        const json& m = list[i];
+        if (!m.is_object()) return bad(where + " must be an object, not " + kind(m));
+        VirtiofsMount v;
+        const json* tag = member(m, "tag");
+        if (tag == nullptr) return bad(where + " has no \"tag\"");
+        auto t = as_string(*tag, where + ".tag");
+        if (!t) return t.error();
+        if (const char* why = control::mount_tag_problem(*t))
+            return bad(where + ".tag \"" + t->substr(0, 64) + "\": " + why);
+        v.tag = std::move(*t);
+        const json* path = member(m, "path");
+        if (path == nullptr) return bad(where + " has no \"path\"");
+        auto p = as_string(*path, where + ".path");
+        if (!p) return p.error();
+        if (const char* why = control::mount_path_problem(*p))
+            return bad(where + ".path \"" + p->substr(0, 256) + "\": " + why);
+        v.destination = std::move(*p);
+        if (const json* ro = member(m, "read_only")) {
+            auto r = as_bool(*ro, where + ".read_only");
+            if (!r) return r.error();
+            if (*r) v.flags |= MS_RDONLY;
+        }
+        out.push_back(std::move(v));
     }
     return out;
 }
@@ -269,32 +387,6 @@ Result<Rlimit> parse_rlimit_spec(std::string_view spec) {
 }
 
 TmpfsMount parse_tmpfs_options(std::string destination, const std::vector<std::string>& options) {
-    struct Flag {
-        const char* word;
-        unsigned long set;
-        unsigned long clear;
-    };
-    // mount(8)'s words for the generic flags.
-    static constexpr Flag kFlags[] = {
-        {"ro", MS_RDONLY, 0},          {"rw", 0, MS_RDONLY},
-        {"nosuid", MS_NOSUID, 0},      {"suid", 0, MS_NOSUID},
-        {"nodev", MS_NODEV, 0},        {"dev", 0, MS_NODEV},
-        {"noexec", MS_NOEXEC, 0},      {"exec", 0, MS_NOEXEC},
-        {"sync", MS_SYNCHRONOUS, 0},   {"async", 0, MS_SYNCHRONOUS},
-        {"dirsync", MS_DIRSYNC, 0},    {"noatime", MS_NOATIME, 0},
-        {"atime", 0, MS_NOATIME},      {"nodiratime", MS_NODIRATIME, 0},
-        {"diratime", 0, MS_NODIRATIME}, {"relatime", MS_RELATIME, 0},
-        {"norelatime", 0, MS_RELATIME}, {"strictatime", MS_STRICTATIME, 0},
-        {"nostrictatime", 0, MS_STRICTATIME}, {"lazytime", MS_LAZYTIME, 0},
-        {"nolazytime", 0, MS_LAZYTIME}, {"mand", MS_MANDLOCK, 0},
-        {"nomand", 0, MS_MANDLOCK},
-    };
-    // Words that only make sense for the host's mount tree or for other
-    // runtimes' labelling: a fresh tmpfs in the guest has nothing to do with them.
-    static constexpr const char* kIgnored[] = {
-        "defaults", "private", "rprivate", "shared", "rshared", "slave", "rslave",
-        "unbindable", "runbindable", "bind", "rbind", "z", "Z", "U", "idmap", "notmpcopyup",
-    };
     TmpfsMount m;
     m.destination = std::move(destination);
     for (const std::string& o : options) {
@@ -307,12 +399,7 @@ TmpfsMount parse_tmpfs_options(std::string destination, const std::vector<std::s
             m.copy_up = false;
             continue;
         }
-        auto f = std::find_if(std::begin(kFlags), std::end(kFlags), [&](const Flag& f) { return o == f.word; });
-        if (f != std::end(kFlags)) {
-            m.flags = (m.flags & ~f->clear) | f->set;
-            continue;
-        }
-        if (std::find(std::begin(kIgnored), std::end(kIgnored), o) != std::end(kIgnored)) continue;
+        if (apply_generic_mount_option(o, m.flags)) continue;
         // Everything else (size=, mode=, uid=, nr_inodes=, huge=...) is tmpfs's
         // own; the kernel rejects what it does not know, with a clear EINVAL.
         if (o.rfind("mode=", 0) == 0) m.has_mode = true;
@@ -410,9 +497,8 @@ Result<ImageConfig> parse_image_config(std::string_view text) {
         c.hostname = std::move(*r);
     }
     if (const json* v = member(root, "mounts")) {
-        auto r = parse_tmpfs_mounts(*v);
+        auto r = parse_mounts(*v, c);
         if (!r) return r.error();
-        c.tmpfs = std::move(*r);
     }
     return c;
 }
@@ -461,6 +547,11 @@ Result<ControlMessage> parse_control_message(std::string_view text) {
         if (const json* v = member(m, "tty")) {
             if (!v->is_boolean()) return bad("exec.tty must be true or false, not " + kind(*v));
             e.tty = v->get<bool>();
+        }
+        if (const json* v = member(m, "mounts")) {
+            auto r = parse_exec_mounts(*v);
+            if (!r) return r.error();
+            e.mounts = std::move(*r);
         }
         return ControlMessage{std::move(e)};
     }
@@ -531,7 +622,30 @@ Workload merge_workload(const ImageConfig& image, const ExecMessage* host) {
     w.terminal = image.terminal;
     if (!image.hostname.empty()) w.hostname = image.hostname;
     w.tmpfs = image.tmpfs;
+    w.virtiofs = image.virtiofs;
+    if (host != nullptr) w.virtiofs.insert(w.virtiofs.end(), host->mounts.begin(), host->mounts.end());
     return w;
+}
+
+const std::string& mount_destination(const GuestMount& m) {
+    return std::visit([](const auto& v) -> const std::string& { return v.destination; }, m);
+}
+
+std::vector<GuestMount> mount_order(const Workload& w) {
+    std::vector<GuestMount> out;
+    out.reserve(w.tmpfs.size() + w.virtiofs.size());
+    out.insert(out.end(), w.tmpfs.begin(), w.tmpfs.end());
+    out.insert(out.end(), w.virtiofs.begin(), w.virtiofs.end());
+    auto depth = [](const std::string& path) {
+        size_t n = 0;
+        for (size_t i = 0; i < path.size(); ++i)
+            if (path[i] != '/' && (i == 0 || path[i - 1] == '/')) ++n;
+        return n;
+    };
+    std::stable_sort(out.begin(), out.end(), [&](const GuestMount& a, const GuestMount& b) {
+        return depth(mount_destination(a)) < depth(mount_destination(b));
+    });
+    return out;
 }
 
 }  // namespace krunlet::init

@@ -52,6 +52,17 @@ struct TmpfsMount {
 // (they mean nothing for a fresh tmpfs inside the VM).
 TmpfsMount parse_tmpfs_options(std::string destination, const std::vector<std::string>& options);
 
+// A virtio-fs share to mount in the guest: a "virtiofs" entry of the OCI
+// "mounts" list (source = tag) or one of the host's volumes from the exec
+// message. Tag and destination passed control::mount_tag_problem() and
+// control::mount_path_problem().
+struct VirtiofsMount {
+    std::string tag;
+    std::string destination;
+    unsigned long flags = 0;  // MS_*; MS_RDONLY for "ro" / "read_only"
+    std::string data;         // options for the kernel's virtiofs (e.g. "dax")
+};
+
 // The user the workload runs as.
 struct UserSpec {
     uid_t uid = 0;
@@ -74,6 +85,7 @@ struct ImageConfig {
     bool terminal = false;
     std::string hostname;
     std::vector<TmpfsMount> tmpfs;
+    std::vector<VirtiofsMount> virtiofs;  // at most control::kMaxMounts
 };
 
 // Parses the whole OCI config.json (or a Docker-style image config). Errors
@@ -89,6 +101,8 @@ struct ExecMessage {
     // Whether the host's console is a terminal. When it is not, the guest
     // console is made raw so output reaches a host pipe byte for byte.
     bool tty = true;
+    // Volumes to mount (control_protocol.h "mounts"), at most kMaxMounts.
+    std::vector<VirtiofsMount> mounts;
 };
 // host -> guest {"type":"signal","signo":N}
 struct SignalMessage {
@@ -115,11 +129,22 @@ struct Workload {
     bool terminal = false;
     std::string hostname = "krunlet";
     std::vector<TmpfsMount> tmpfs;
+    std::vector<VirtiofsMount> virtiofs;  // the config's, then the host's
 };
+
+// One filesystem init mounts for the workload.
+using GuestMount = std::variant<TmpfsMount, VirtiofsMount>;
+const std::string& mount_destination(const GuestMount& m);
+// The workload's tmpfs and virtio-fs mounts in the order init mounts them:
+// parents before children (fewer path components first), so no mount hides
+// one made before it; at equal depth the config's tmpfs, then its virtio-fs
+// entries, then the host's volumes, each in their own order.
+std::vector<GuestMount> mount_order(const Workload& w);
 
 // libkrun's rules (control_protocol.h): non-empty host args win, a host
 // workdir wins, host env entries are added and win on equal keys, host rlimits
-// are applied after the config's.
+// are applied after the config's, host volumes are mounted besides the
+// config's mounts.
 Workload merge_workload(const ImageConfig& image, const ExecMessage* host);
 
 // Sets KEY=VALUE in an environment list: replaces the first entry with that

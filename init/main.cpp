@@ -88,9 +88,16 @@ void Init::run() {
               "(process.args, or Entrypoint/Cmd) names a command");
 
     if (auto h = set_hostname(w.hostname); !h) log_warning(h.error().message);
-    for (const TmpfsMount& m : w.tmpfs) {
-        if (tmpfs_is_replaced_by_init(m)) continue;
-        if (auto r = mount_tmpfs(m); !r) fatal(r.error().message);
+    // The config's tmpfs and virtio-fs mounts and the host's volumes. A
+    // volume that cannot be mounted is fatal: the workload would otherwise
+    // write into the rootfs what was meant for the host directory.
+    for (const GuestMount& m : mount_order(w)) {
+        if (const auto* t = std::get_if<TmpfsMount>(&m)) {
+            if (tmpfs_is_replaced_by_init(*t)) continue;
+            if (auto r = mount_tmpfs(*t); !r) fatal(r.error().message);
+        } else if (auto r = mount_virtiofs(std::get<VirtiofsMount>(m)); !r) {
+            fatal(r.error().message);
+        }
     }
 
     LaunchSpec spec;

@@ -266,4 +266,23 @@ Result<void> mount_tmpfs(const TmpfsMount& m) {
     return ok_result();
 }
 
+Result<void> mount_virtiofs(const VirtiofsMount& m) {
+    std::string what = "mounting the virtio-fs share with tag '" + m.tag + "' on " + m.destination;
+    if (auto r = make_dirs(m.destination, 0755); !r)
+        return make_error(r.error().code, what + ": creating the mount point: " + r.error().message);
+    const char* data = m.data.empty() ? nullptr : m.data.c_str();
+    if (::mount(m.tag.c_str(), m.destination.c_str(), "virtiofs", m.flags, data) == 0) return ok_result();
+    int e = errno;
+    std::string why = what + (data ? std::string(" (options ") + data + ")" : std::string()) + ": " + std::strerror(e);
+    // The kernel's virtio-fs answers EINVAL both for a tag no device has and
+    // for options it does not know (fs/fuse/virtio_fs.c).
+    if (e == EINVAL)
+        why += data ? "; no virtio-fs device has this tag, or an option is not one virtiofs knows"
+                    : "; no virtio-fs device has this tag: add the share on the host (krun_add_virtiofs, "
+                      "krunlet run --volume) under the same tag";
+    else if (e == ENODEV)
+        why += "; the guest kernel has no virtiofs filesystem";
+    return make_error(e, why);
+}
+
 }  // namespace krunlet::init

@@ -1,7 +1,8 @@
-// The guest's own filesystems (step 2 of init's job) and the config's tmpfs
-// mounts. The rootfs is a virtio-fs share of a container image: it has no
-// device nodes and may lack /proc, /sys, /dev or /tmp, so mount points are
-// created when missing and nothing from the image is needed.
+// The guest's own filesystems (step 2 of init's job), the config's tmpfs
+// mounts and the virtio-fs volumes. The rootfs is a virtio-fs share of a
+// container image: it has no device nodes and may lack /proc, /sys, /dev or
+// /tmp, so mount points are created when missing and nothing from the image
+// is needed.
 #pragma once
 
 #include <string>
@@ -23,6 +24,11 @@ Result<void> mount_system(std::vector<std::string>& warnings);
 // missing; with copy_up (crun's "tmpcopyup") the directory's files are copied
 // into the new tmpfs so the mount does not hide them.
 Result<void> mount_tmpfs(const TmpfsMount& m);
+
+// One virtio-fs share (a host volume, or a "virtiofs" entry of the config):
+// `mount -t virtiofs TAG DESTINATION`, with the destination created when
+// missing. Errors name the tag and the path.
+Result<void> mount_virtiofs(const VirtiofsMount& m);
 
 // True when the config's tmpfs is one init already provides in a better form
 // (podman lists a tmpfs /dev; init's devtmpfs replaces it).

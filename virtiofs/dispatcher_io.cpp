@@ -232,7 +232,7 @@ int Dispatcher::op_getxattr(Req& r, bool list) {
     if (in.size == 0) {
         // Size query: the answer is a fuse_getxattr_out, not the value.
         if (r.w.remaining() < sizeof(fuse_getxattr_out)) return kReplyTooBig;
-        auto n = list ? fs_.listxattr(r.h.nodeid, {}) : fs_.getxattr(r.h.nodeid, name, {});
+        auto n = list ? fs_.listxattr(r.caller, r.h.nodeid, {}) : fs_.getxattr(r.h.nodeid, name, {});
         if (!n) return n.error().code;
         fuse_getxattr_out out{};
         out.size = static_cast<uint32_t>(*n);
@@ -243,7 +243,7 @@ int Dispatcher::op_getxattr(Req& r, bool list) {
     size_t cap = std::min({static_cast<size_t>(in.size), size_t{XATTR_SIZE_MAX}, r.w.remaining()});
     if (cap == 0) return kReplyTooBig;
     std::vector<uint8_t> buf(cap);
-    auto n = list ? fs_.listxattr(r.h.nodeid, buf) : fs_.getxattr(r.h.nodeid, name, buf);
+    auto n = list ? fs_.listxattr(r.caller, r.h.nodeid, buf) : fs_.getxattr(r.h.nodeid, name, buf);
     if (!n) return n.error().code;
     r.w.append(buf.data(), std::min(*n, cap));
     return 0;

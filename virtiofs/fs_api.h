@@ -181,7 +181,8 @@ public:
     virtual Result<void> setxattr(uint64_t node, const Name& name, std::span<const uint8_t> value,
                                   uint32_t flags) = 0;
     virtual Result<size_t> getxattr(uint64_t node, const Name& name, std::span<uint8_t> buf) = 0;
-    virtual Result<size_t> listxattr(uint64_t node, std::span<uint8_t> buf) = 0;
+    // The caller matters for listings: trusted.* names are shown to root only, as Linux does.
+    virtual Result<size_t> listxattr(const Caller& c, uint64_t node, std::span<uint8_t> buf) = 0;
     virtual Result<void> removexattr(uint64_t node, const Name& name) = 0;
 };
 

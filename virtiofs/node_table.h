@@ -97,7 +97,11 @@ private:
 struct DirStream {
     std::mutex mu;        // one READDIR at a time per handle
     uint64_t cursor = 0;  // the directory offset of the next entry to hand out
-    bool synced = true;   // false if a seek back failed: the next READDIR seeks first
+    // getdents64 records read from the fd but not handed out (the reply was full). They are
+    // kept rather than re-read after a seek back: on tmpfs a cookie is an index, and seeking
+    // to it after the guest deleted earlier entries would skip live ones.
+    std::vector<char> pending;
+    size_t pending_pos = 0;
     uint64_t empty_ino = 0;  // st_ino of a refused mount point (its handle has no fd)
 };
 

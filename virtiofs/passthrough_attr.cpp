@@ -161,7 +161,7 @@ Result<size_t> PassthroughFs::getxattr(uint64_t nodeid, const Name& name, std::s
     return static_cast<size_t>(len);
 }
 
-Result<size_t> PassthroughFs::listxattr(uint64_t nodeid, std::span<uint8_t> buf) {
+Result<size_t> PassthroughFs::listxattr(const Caller& c, uint64_t nodeid, std::span<uint8_t> buf) {
     auto n = any_node(nodeid);
     if (!n) return n.error();
     if ((*n)->refused_mount) return size_t{0};
@@ -180,7 +180,7 @@ Result<size_t> PassthroughFs::listxattr(uint64_t nodeid, std::span<uint8_t> buf)
     }
     if (len < 0) return fail(errno);
     return xattr::to_guest_list(std::span<const char>(host.data(), static_cast<size_t>(len)),
-                                std::span<char>(reinterpret_cast<char*>(buf.data()), buf.size()));
+                                std::span<char>(reinterpret_cast<char*>(buf.data()), buf.size()), c.uid == 0);
 }
 
 Result<void> PassthroughFs::removexattr(uint64_t nodeid, const Name& name) {

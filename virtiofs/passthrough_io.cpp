@@ -268,17 +268,35 @@ Result<void> PassthroughFs::readdir(uint64_t, uint64_t fh, uint64_t offset, DirS
     std::lock_guard lock(ds.mu);
     if (!(*h)->fd.valid()) return read_empty_dir(ds.empty_ino, offset, sink);
 
-    if (offset != ds.cursor || !ds.synced) {
+    if (offset != ds.cursor) {
         // Offsets are the filesystem's opaque d_off cookies (or 0 to rewind); the guest only
         // hands back ones we gave it, and the host kernel validates them either way.
         if (!fits_off_t(offset)) return fail(EINVAL);
         if (::lseek(fd, static_cast<off_t>(offset), SEEK_SET) < 0) return fail(errno);
         ds.cursor = offset;
-        ds.synced = true;
+        ds.pending.clear();
+        ds.pending_pos = 0;
     }
 
-    alignas(LinuxDirent64) char buf[4096];
     size_t emitted = 0;
+    // Hands the records in [pos, len) to the sink; false once the reply is full, with `pos`
+    // at the first record not taken.
+    auto hand_out = [&](const char* records, size_t len, size_t& pos) {
+        while (pos < len) {
+            const auto* d = reinterpret_cast<const LinuxDirent64*>(records + pos);
+            Name name = Name::trusted(std::string_view(d->d_name));
+            if (!sink.add(name, d->d_ino, d->d_type, static_cast<uint64_t>(d->d_off))) return false;
+            ++emitted;
+            ds.cursor = static_cast<uint64_t>(d->d_off);
+            pos += d->d_reclen;
+        }
+        return true;
+    };
+    if (!hand_out(ds.pending.data(), ds.pending.size(), ds.pending_pos)) return {};
+    ds.pending.clear();
+    ds.pending_pos = 0;
+
+    alignas(LinuxDirent64) char buf[4096];
     while (true) {
         long got = ::syscall(SYS_getdents64, fd, buf, sizeof(buf));
         if (got < 0) {
@@ -289,17 +307,9 @@ Result<void> PassthroughFs::readdir(uint64_t, uint64_t fh, uint64_t offset, DirS
         }
         if (got == 0) return {};  // end of directory
         size_t pos = 0;
-        while (pos < static_cast<size_t>(got)) {
-            const auto* d = reinterpret_cast<const LinuxDirent64*>(buf + pos);
-            Name name = Name::trusted(std::string_view(d->d_name));
-            if (!sink.add(name, d->d_ino, d->d_type, static_cast<uint64_t>(d->d_off))) {
-                // Reply full: rewind the fd to the first entry not handed out.
-                if (::lseek(fd, static_cast<off_t>(ds.cursor), SEEK_SET) < 0) ds.synced = false;
-                return {};
-            }
-            ++emitted;
-            ds.cursor = static_cast<uint64_t>(d->d_off);
-            pos += d->d_reclen;
+        if (!hand_out(buf, static_cast<size_t>(got), pos)) {
+            ds.pending.assign(buf + pos, buf + got);  // the next READDIR starts with these
+            return {};
         }
     }
 }

@@ -269,9 +269,9 @@ Result<size_t> VirtualEntriesFs::getxattr(uint64_t node, const Name& name, std::
     return inner_->getxattr(node, name, buf);
 }
 
-Result<size_t> VirtualEntriesFs::listxattr(uint64_t node, std::span<uint8_t> buf) {
+Result<size_t> VirtualEntriesFs::listxattr(const Caller& c, uint64_t node, std::span<uint8_t> buf) {
     if (is_init(node)) return size_t{0};
-    return inner_->listxattr(node, buf);
+    return inner_->listxattr(c, node, buf);
 }
 
 Result<void> VirtualEntriesFs::removexattr(uint64_t node, const Name& name) {

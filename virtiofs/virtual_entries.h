@@ -78,7 +78,7 @@ public:
     Result<void> setxattr(uint64_t node, const Name& name, std::span<const uint8_t> value,
                           uint32_t flags) override;
     Result<size_t> getxattr(uint64_t node, const Name& name, std::span<uint8_t> buf) override;
-    Result<size_t> listxattr(uint64_t node, std::span<uint8_t> buf) override;
+    Result<size_t> listxattr(const Caller& c, uint64_t node, std::span<uint8_t> buf) override;
     Result<void> removexattr(uint64_t node, const Name& name) override;
 
 private:

@@ -41,7 +41,7 @@ Result<std::string> to_host(std::string_view guest_name) {
     return host;
 }
 
-Result<size_t> to_guest_list(std::span<const char> host_list, std::span<char> out) {
+Result<size_t> to_guest_list(std::span<const char> host_list, std::span<char> out, bool privileged) {
     size_t need = 0;
     size_t pos = 0;
     while (pos < host_list.size()) {
@@ -54,6 +54,7 @@ Result<size_t> to_guest_list(std::span<const char> host_list, std::span<char> ou
         if (name.starts_with(kMappedPrefix)) {
             name.remove_prefix(kMappedPrefix.size());
             if (!is_mapped(name)) continue;  // not one of ours (or a forged capability)
+            if (!privileged && name.starts_with(kTrusted)) continue;
         } else if (!passes_through(name)) {
             continue;  // the host's own trusted.*, LSM labels, ...
         }

@@ -40,7 +40,9 @@ Result<std::string> to_host(std::string_view guest_name);
 
 // Rewrites a host listxattr(2) result (NUL-terminated names) into the guest's view and
 // returns its length. `out` may be empty (a size query); otherwise ERANGE if it is too small.
-// The guest's view is never longer than the host's list.
-Result<size_t> to_guest_list(std::span<const char> host_list, std::span<char> out);
+// The guest's view is never longer than the host's list. trusted.* names are listed only for
+// a `privileged` caller (the guest's root), as the kernel lists them only to CAP_SYS_ADMIN;
+// the guest's FUSE client does not filter listings itself.
+Result<size_t> to_guest_list(std::span<const char> host_list, std::span<char> out, bool privileged = true);
 
 }  // namespace krunlet::fs::xattr

@@ -17,6 +17,14 @@
 //                  it is false, init makes the guest console raw (no echo, no
 //                  \n -> \r\n) so the workload's output reaches a host pipe
 //                  byte for byte.
+//                  "mounts":[{"tag":"krunlet-vol0","path":"/data",
+//                  "read_only":true},...] lists virtio-fs shares init mounts
+//                  (after the config's own mounts, parents first) before it
+//                  starts the workload; "read_only" is optional (false). At
+//                  most kMaxMounts entries; tags and paths must pass
+//                  mount_tag_problem() / mount_path_problem(). An init that
+//                  predates "mounts" ignores it, and a host that sends none
+//                  gets none.
 //   host -> guest  {"type":"signal", "signo":N}     forward a signal (issue 4)
 //   guest -> host  {"type":"exit", "code":N}        N is the final 0..255 status
 //                  (128+sig when killed, 125/126/127 as in DESIGN.md §3). The
@@ -49,6 +57,44 @@ inline constexpr uint8_t kInitStarted = 0x4b;  // 'K'
 inline constexpr int kExitInitFailed = 125;
 inline constexpr int kExitCannotExecute = 126;
 inline constexpr int kExitNotFound = 127;
+
+// Bounds on the exec message's "mounts" (and on the virtio-fs entries of
+// /.krun_config.json). virtio 1.2 §5.11.4: a tag is at most 36 bytes.
+inline constexpr size_t kMaxMounts = 64;
+inline constexpr size_t kMaxMountTag = 36;
+inline constexpr size_t kMaxMountPath = 4095;  // PATH_MAX with its NUL
+
+// Why `tag` cannot name a virtio-fs share to mount, or nullptr when it can:
+// 1..36 bytes of printable ASCII without spaces (what mount(8) and
+// /proc/mounts show without escaping).
+inline const char* mount_tag_problem(std::string_view tag) {
+    if (tag.empty()) return "the tag is empty";
+    if (tag.size() > kMaxMountTag) return "the tag is longer than 36 bytes";
+    for (char c : tag)
+        if (c < 0x21 || c > 0x7e) return "the tag may only hold printable ASCII characters without spaces";
+    return nullptr;
+}
+
+// Why `path` cannot be a guest mount point, or nullptr when it can: an
+// absolute path other than "/", without "." or ".." components or NUL bytes,
+// at most kMaxMountPath bytes.
+inline const char* mount_path_problem(std::string_view path) {
+    if (path.empty() || path.front() != '/') return "the path must be absolute";
+    if (path.size() > kMaxMountPath) return "the path is longer than 4095 bytes";
+    if (path.find('\0') != std::string_view::npos) return "the path contains a NUL byte";
+    bool has_name = false;
+    size_t i = 0;
+    while (i < path.size()) {
+        size_t end = path.find('/', i);
+        if (end == std::string_view::npos) end = path.size();
+        std::string_view part = path.substr(i, end - i);
+        if (part == "." || part == "..") return "the path may not contain \".\" or \"..\" components";
+        if (!part.empty()) has_name = true;
+        i = end + 1;
+    }
+    if (!has_name) return "the path may not be / (that would hide the root filesystem)";
+    return nullptr;
+}
 
 // Frame one JSON text.
 inline std::string frame(std::string_view json) {

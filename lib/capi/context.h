@@ -11,6 +11,7 @@
 #include <string>
 
 #include "base/fd.h"
+#include "vmm/fs_cache_knobs.h"
 #include "vmm/kernel_file.h"
 #include "vmm/vm_config.h"
 
@@ -23,6 +24,8 @@ struct Context {
     UniqueFd console_out_file;         // krun_set_console_output
     uint64_t created_ns = 0;
     bool boot_trace = false;           // krunlet_set_boot_trace
+    FsCacheKnobs fs_cache;             // krunlet_set_fs_cache (checked)
+    FsCacheKnobs fs_cache_env;         // KRUNLET_FS_* when the context was created
 };
 
 class ContextTable {

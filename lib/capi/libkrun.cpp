@@ -12,11 +12,14 @@
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <tuple>
 #include <vector>
 
+#include "base/control_protocol.h"
 #include "capi/context.h"
 #include "vmm/terminal.h"
 #include "vmm/vm.h"
+#include "vmm/volumes.h"
 
 extern char** environ;
 
@@ -69,7 +72,8 @@ int32_t check_dir(const char* path, const char* what) {
 int32_t add_share(uint32_t ctx_id, const char* tag, const char* path, bool read_only) {
     if (tag == nullptr || *tag == '\0' || std::strlen(tag) > kMaxTagLen) return -EINVAL;
     if (int32_t r = check_dir(path, "virtio-fs share"); r != 0) return r;
-    return ContextTable::instance().with(ctx_id, [&](Context& c) {
+    // log_error takes the table's lock: never call it inside with().
+    int32_t rc = ContextTable::instance().with(ctx_id, [&](Context& c) {
         for (auto& s : c.config.shares) {
             if (s.tag == tag) {
                 s.host_dir = path;
@@ -77,6 +81,7 @@ int32_t add_share(uint32_t ctx_id, const char* tag, const char* path, bool read_
                 return 0;
             }
         }
+        if (c.config.shares.size() >= krunlet::max_fs_shares()) return -ENOSPC;  // said below, outside the lock
         krunlet::FsShare share{tag, path, read_only};
         // The root always goes first: it gets the first virtio-mmio slot.
         if (share.tag == KRUN_FS_ROOT_TAG)
@@ -85,6 +90,10 @@ int32_t add_share(uint32_t ctx_id, const char* tag, const char* path, bool read_
             c.config.shares.push_back(share);
         return 0;
     });
+    if (rc == -ENOSPC)
+        log_error(std::string("virtio-fs share ") + path + ": at most " + std::to_string(krunlet::max_fs_shares()) +
+                  " shares fit, the root filesystem included");
+    return rc;
 }
 
 bool valid_rlimit(const std::string& s) {
@@ -121,6 +130,9 @@ int32_t krun_create_ctx(void) {
     return guarded([] {
         auto ctx = std::make_unique<Context>();
         ctx->created_ns = krunlet::monotonic_ns();
+        // crun >= 1.21 creates the context with its own environment on the
+        // host; krun_start_enter reads the container's too (it wins).
+        ctx->fs_cache_env = krunlet::fs_cache_knobs_from_env();
         // Map the kernel now: crun >= 1.21 calls this on the host, before the
         // container's mount namespace hides the file (mmap is cheap).
         auto k = krunlet::KernelFile::open_default();
@@ -257,6 +269,56 @@ int32_t krunlet_set_kernel_cmdline(uint32_t ctx_id, const char* extra) {
     });
 }
 
+int32_t krunlet_add_virtiofs_mount(uint32_t ctx_id, const char* c_tag, const char* guest_path, bool read_only) {
+    if (c_tag == nullptr || guest_path == nullptr) return -EINVAL;
+    return guarded([&] {
+        std::string tag = c_tag, path = guest_path;
+        if (const char* why = krunlet::control::mount_tag_problem(tag)) {
+            log_error("guest mount of tag '" + tag + "': " + why);
+            return -EINVAL;
+        }
+        if (const char* why = krunlet::control::mount_path_problem(path)) {
+            log_error("guest mount of tag '" + tag + "' on '" + path + "': " + why);
+            return -EINVAL;
+        }
+        if (tag == KRUN_FS_ROOT_TAG) {
+            log_error("guest mount on " + path + ": " KRUN_FS_ROOT_TAG " is the root filesystem, already mounted at /");
+            return -EINVAL;
+        }
+        int32_t rc = ContextTable::instance().with(ctx_id, [&](Context& c) {
+            auto& mounts = c.config.workload.mounts;
+            if (mounts.size() >= krunlet::control::kMaxMounts) return -E2BIG;
+            mounts.push_back(krunlet::VolumeMount{tag, path, read_only});
+            return 0;
+        });
+        if (rc == -E2BIG)
+            log_error("guest mount on " + path + ": at most " + std::to_string(krunlet::control::kMaxMounts) +
+                      " guest mounts");
+        return rc;
+    });
+}
+
+int32_t krunlet_set_fs_cache(uint32_t ctx_id, const char* policy, const char* entry_timeout,
+                             const char* attr_timeout) {
+    return guarded([&] {
+        krunlet::FsCacheKnobs k;
+        for (auto [name, value, dst] : {std::tuple{"policy", policy, &k.policy},
+                                        std::tuple{"entry_timeout", entry_timeout, &k.entry_timeout},
+                                        std::tuple{"attr_timeout", attr_timeout, &k.attr_timeout}}) {
+            if (value == nullptr) continue;
+            if (auto r = krunlet::check_program_knob(name, value); !r) {
+                log_error(r.error().message);
+                return -EINVAL;
+            }
+            *dst = value;
+        }
+        return ContextTable::instance().with(ctx_id, [&](Context& c) {
+            c.fs_cache = krunlet::overlay(c.fs_cache, k);
+            return 0;
+        });
+    });
+}
+
 int32_t krun_start_enter(uint32_t ctx_id) {
     std::unique_ptr<Context> ctx = ContextTable::instance().take(ctx_id);
     if (!ctx) return -ENOENT;
@@ -268,6 +330,19 @@ int32_t krun_start_enter(uint32_t ctx_id) {
             log_error("no root filesystem: call krun_set_root (or krun_add_virtiofs with tag /dev/root)");
             return -EINVAL;
         }
+        if (auto r = krunlet::check_shares_and_mounts(cfg); !r) {
+            log_error(r.error().message);
+            return -r.error().code;
+        }
+        // The environment now (inside the container, for crun) over the one
+        // krun_create_ctx saw; what the program set wins over both.
+        auto env = krunlet::overlay(ctx->fs_cache_env, krunlet::fs_cache_knobs_from_env());
+        auto fs_cache = krunlet::resolve_fs_cache(ctx->fs_cache, env);
+        if (!fs_cache) {
+            log_error(fs_cache.error().message);
+            return -fs_cache.error().code;
+        }
+        cfg.fs_cache = *fs_cache;
         if (!ctx->kernel) {
             auto k = krunlet::KernelFile::open_default();
             if (!k.ok()) {

@@ -13,6 +13,9 @@ std::string ControlChannel::exec_message() const {
     if (!workload_.env.empty()) msg["env"] = workload_.env;
     if (!workload_.workdir.empty()) msg["workdir"] = workload_.workdir;
     if (!workload_.rlimits.empty()) msg["rlimits"] = workload_.rlimits;
+    // Only when there are volumes: an init that predates "mounts" never sees it.
+    for (const VolumeMount& m : workload_.mounts)
+        msg["mounts"].push_back({{"tag", m.tag}, {"path", m.guest_path}, {"read_only", m.read_only}});
     // Strings came from the C API and may hold invalid UTF-8; replace rather
     // than throw.
     return msg.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);

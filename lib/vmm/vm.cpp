@@ -5,11 +5,13 @@
 #include "vmm/vm.h"
 
 #include <fcntl.h>
+#include <sys/epoll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <cstdio>
@@ -31,11 +33,14 @@
 #include "init/init_blob.h"
 #include "kvm/kvm.h"
 #include "memory/guest_memory.h"
+#include "virtiofs/fd_budget.h"
 #include "virtiofs/server.h"
 #include "vmm/control_channel.h"
 #include "vmm/device_slot.h"
 #include "vmm/event_loop.h"
 #include "vmm/legacy_io.h"
+#include "vmm/signal_forwarder.h"
+#include "vmm/volumes.h"
 
 namespace krunlet {
 
@@ -79,7 +84,9 @@ constexpr const char* kBaseCmdline =
 // The control service on the vsock device, bridging to ControlChannel.
 class ControlService final : public devices::VsockService {
 public:
-    explicit ControlService(ControlChannel& channel) : channel_(channel) {}
+    // `connected` runs once init is connected and has its exec message.
+    ControlService(ControlChannel& channel, std::function<void()> connected)
+        : channel_(channel), connected_(std::move(connected)) {}
     void on_connect(devices::VsockStream& stream) override {
         if (channel_.connected()) {
             stream.close();  // one control connection per VM
@@ -87,6 +94,7 @@ public:
         }
         stream_ = &stream;
         channel_.on_connect([this](std::span<const uint8_t> b) { return stream_ != nullptr && stream_->send(b); });
+        if (connected_) connected_();
     }
     void on_data(devices::VsockStream& stream, std::span<const uint8_t> bytes) override {
         if (&stream == stream_) channel_.on_data(bytes);
@@ -99,6 +107,7 @@ public:
 
 private:
     ControlChannel& channel_;
+    std::function<void()> connected_;
     devices::VsockStream* stream_ = nullptr;
 };
 
@@ -115,6 +124,8 @@ struct Vm::Impl {
     std::vector<Vcpu> vcpus;
     std::unique_ptr<ControlChannel> control;
     std::shared_ptr<ControlService> control_service;
+    std::optional<SignalForwarder> signals;  // made before any thread exists (signal_forwarder.h)
+    std::vector<int> pending_signals;        // arrived while init was not connected
     x86::KernelCmdline cmdline;
 
     // How the VM ends: the first request_stop wins.
@@ -131,9 +142,13 @@ struct Vm::Impl {
     // --- builder steps -------------------------------------------------
     Result<void> attach(std::unique_ptr<LockedDeviceEnv> env, Result<std::unique_ptr<virtio::Device>> dev);
     Result<void> attach_console();
+    fs::FdBudget fd_budget;  // per-share fd caps, set before the shares are attached
     Result<void> attach_fs(const FsShare& share);
     Result<void> attach_rng();
     Result<void> attach_vsock();
+    // On the event loop under the vsock mutex: signals to the workload, in arrival order.
+    void forward_signals();
+    void flush_signals();
 
     // --- running -------------------------------------------------------
     void vcpu_main(size_t index);
@@ -170,6 +185,11 @@ Result<void> Vm::Impl::attach_fs(const FsShare& share) {
     fs::ServerConfig sc;
     sc.root_dir = share.host_dir;
     sc.read_only = share.read_only;
+    sc.cache = config.fs_cache.policy;
+    sc.entry_timeout = config.fs_cache.entry_timeout;
+    sc.attr_timeout = config.fs_cache.attr_timeout;
+    sc.max_inodes = fd_budget.max_inodes;
+    sc.max_handles = fd_budget.max_handles;
     // Only the root share carries init.
     bool root = share.tag == "/dev/root";
     if (root) sc.init_binary = init_binary();
@@ -195,9 +215,31 @@ Result<void> Vm::Impl::attach_vsock() {
         trace.end_ns = monotonic_ns();
         end(code, "workload exited", false);
     });
-    control_service = std::make_shared<ControlService>(*control);
+    control_service = std::make_shared<ControlService>(*control, [this] { flush_signals(); });
     KRUNLET_CHECK((*dev)->add_service(control::kControlPort, control_service));
-    return attach(std::move(env), std::unique_ptr<virtio::Device>(std::move(dev).value()));
+    LockedDeviceEnv& vsock_env = *env;  // owned by the device's slot from here on
+    KRUNLET_CHECK(attach(std::move(env), std::unique_ptr<virtio::Device>(std::move(dev).value())));
+    // Signals touch the control stream, so they are read under the vsock device's mutex.
+    return vsock_env.watch(signals->fd(), EPOLLIN, [this](uint32_t) { forward_signals(); });
+}
+
+void Vm::Impl::forward_signals() {
+    for (int s : signals->take()) {
+        // The same signal twice while nobody in the guest can take it (init not up yet, or
+        // gone): the user means it, so the VM ends as the signal would have ended us.
+        if (std::find(pending_signals.begin(), pending_signals.end(), s) != pending_signals.end()) {
+            end(128 + s, "signal " + std::to_string(s) + " twice before the guest could take it", false);
+            return;
+        }
+        pending_signals.push_back(s);
+    }
+    flush_signals();
+}
+
+void Vm::Impl::flush_signals() {
+    size_t sent = 0;
+    while (sent < pending_signals.size() && control->send_signal(pending_signals[sent])) ++sent;
+    pending_signals.erase(pending_signals.begin(), pending_signals.begin() + static_cast<ptrdiff_t>(sent));
 }
 
 Result<std::unique_ptr<Vm>> Vm::create(const VmConfig& config, uint64_t start_ns) {
@@ -207,8 +249,13 @@ Result<std::unique_ptr<Vm>> Vm::create(const VmConfig& config, uint64_t start_ns
     m.trace.start_ns = start_ns != 0 ? start_ns : monotonic_ns();
     if (config.vcpus == 0 || config.vcpus > 16) return make_error(EINVAL, "vCPU count must be 1..16");
     if (config.kernel.empty()) return make_error(EINVAL, "no guest kernel");
+    KRUNLET_CHECK(check_shares_and_mounts(config));
 
     KRUNLET_CHECK(Kvm::check_can_run_linux());
+    // Before any thread: threads made later inherit the blocked signals.
+    auto signals = SignalForwarder::create();
+    if (!signals.ok()) return signals.error();
+    m.signals.emplace(std::move(*signals));
     auto kvm = Kvm::create();
     if (!kvm.ok()) return kvm.error();
     m.kvm.emplace(std::move(kvm).value());
@@ -238,6 +285,10 @@ Result<std::unique_ptr<Vm>> Vm::create(const VmConfig& config, uint64_t start_ns
     // Devices, in virtio-mmio slot order: the root filesystem first.
     KRUNLET_CHECK(m.cmdline.append(kBaseCmdline));
     KRUNLET_CHECK(m.attach_console());
+    // Every share's inode and handle caps must fit in RLIMIT_NOFILE with room for the VMM.
+    auto budget = fs::fd_budget(config.shares.size());
+    if (!budget.ok()) return budget.error();
+    m.fd_budget = *budget;
     for (const auto& share : config.shares) KRUNLET_CHECK(m.attach_fs(share));
     KRUNLET_CHECK(m.attach_vsock());
     KRUNLET_CHECK(m.attach_rng());

@@ -2,10 +2,14 @@
 // before Vm::create. Plain data: no fds, no KVM.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
+
+#include "virtiofs/cache_policy.h"
 
 namespace krunlet {
 
@@ -16,6 +20,22 @@ struct FsShare {
     bool read_only = false;
 };
 
+// A share init mounts in the guest before the workload starts (the exec
+// message's "mounts", control_protocol.h).
+struct VolumeMount {
+    std::string tag;         // an FsShare's tag (not the root's)
+    std::string guest_path;  // absolute mount point in the guest; created when missing
+    bool read_only = false;  // mounted MS_RDONLY (the share itself decides what the host allows)
+};
+
+// How much the guest may cache of every share (virtiofs/cache_policy.h).
+// Unset timeouts take the policy's defaults.
+struct FsCacheSettings {
+    fs::CachePolicy policy = fs::CachePolicy::Auto;
+    std::optional<std::chrono::nanoseconds> entry_timeout;
+    std::optional<std::chrono::nanoseconds> attr_timeout;
+};
+
 // The workload init runs; sent over the control channel (control_protocol.h).
 // Empty fields mean "take it from /.krun_config.json".
 struct Workload {
@@ -23,6 +43,7 @@ struct Workload {
     std::vector<std::string> env;      // "K=V"
     std::string workdir;
     std::vector<std::string> rlimits;  // "ID=CUR:MAX"
+    std::vector<VolumeMount> mounts;   // at most control::kMaxMounts
 };
 
 struct VmConfig {
@@ -31,6 +52,7 @@ struct VmConfig {
     std::span<const uint8_t> kernel;   // ELF vmlinux, kept alive by the caller
     std::string kernel_cmdline_extra;  // appended to the built-in command line
     std::vector<FsShare> shares;       // shares[0] should be the root ("/dev/root")
+    FsCacheSettings fs_cache;          // applies to every share
     Workload workload;
     int console_in = 0;                // hvc0 input (the caller's stdin)
     int console_out = 1;               // hvc0 output (the caller's stdout)

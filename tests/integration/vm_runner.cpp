@@ -15,7 +15,7 @@
 
 namespace krunlet::test {
 
-RunResult run_process(const std::vector<std::string>& argv, int timeout_s) {
+RunResult run_process(const std::vector<std::string>& argv, int timeout_s, const OutputHook& hook) {
     RunResult r;
     int out[2], err[2];
     if (::pipe2(out, O_CLOEXEC) != 0 || ::pipe2(err, O_CLOEXEC) != 0) throw std::runtime_error("pipe");
@@ -56,6 +56,7 @@ RunResult run_process(const std::vector<std::string>& argv, int timeout_s) {
                 --open_fds;
             } else {
                 (i == 0 ? r.out : r.err).append(buf, size_t(k));
+                if (i == 0 && hook) hook(pid, r.out);
             }
         }
     }
@@ -68,7 +69,7 @@ RunResult run_process(const std::vector<std::string>& argv, int timeout_s) {
 }
 
 RunResult krunlet_run(const std::string& rootfs, const std::vector<std::string>& opts,
-                      const std::vector<std::string>& cmd, int timeout_s) {
+                      const std::vector<std::string>& cmd, int timeout_s, const OutputHook& hook) {
     std::vector<std::string> argv{std::string(KRUNLET_BIN_DIR) + "/krunlet", "run"};
     argv.insert(argv.end(), opts.begin(), opts.end());
     argv.push_back(rootfs);
@@ -76,7 +77,7 @@ RunResult krunlet_run(const std::string& rootfs, const std::vector<std::string>&
         argv.push_back("--");
         argv.insert(argv.end(), cmd.begin(), cmd.end());
     }
-    return run_process(argv, timeout_s);
+    return run_process(argv, timeout_s, hook);
 }
 
 ScratchRootfs::ScratchRootfs() {

@@ -2,6 +2,9 @@
 // as a child process with captured output.
 #pragma once
 
+#include <sys/types.h>
+
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -14,13 +17,17 @@ struct RunResult {
     double seconds = 0;    // wall time
 };
 
+// Called with the child's pid and its stdout so far, after each chunk of output (to signal
+// the child once it printed something, say).
+using OutputHook = std::function<void(pid_t pid, const std::string& out)>;
+
 // Run `argv` (argv[0] a path) with stdin from /dev/null, killing it after
 // `timeout_s` seconds.
-RunResult run_process(const std::vector<std::string>& argv, int timeout_s = 120);
+RunResult run_process(const std::vector<std::string>& argv, int timeout_s = 120, const OutputHook& hook = {});
 
 // build/bin/krunlet run [opts...] ROOTFS -- cmd...
 RunResult krunlet_run(const std::string& rootfs, const std::vector<std::string>& opts,
-                      const std::vector<std::string>& cmd, int timeout_s = 120);
+                      const std::vector<std::string>& cmd, int timeout_s = 120, const OutputHook& hook = {});
 
 // A fresh busybox rootfs under the build tree (shared into the KVM test host),
 // removed on destruction.

@@ -417,3 +417,113 @@ TEST_CASE("a config above 1 MiB parses (a big environment plus podman's usual bu
     CHECK(c.args.front() == "/usr/bin/python3");
     CHECK(c.hostname == "5f3c2a1b9d7e");
 }
+
+TEST_CASE("virtiofs entries of the config's mounts: tag, destination, ro and other options") {
+    ImageConfig c = parse_ok(R"({"mounts":[
+        {"type":"virtiofs","source":"data","destination":"/data"},
+        {"type":"tmpfs","destination":"/run"},
+        {"type":"virtiofs","source":"cache","destination":"/var/cache/x","options":["ro","nosuid","rbind","Z","dax"]},
+        {"type":"bind","source":"/host","destination":"/ignored"},
+        {"destination":"/no-type"}]})");
+    REQUIRE(c.virtiofs.size() == 2);
+    CHECK(c.virtiofs[0].tag == "data");
+    CHECK(c.virtiofs[0].destination == "/data");
+    CHECK(c.virtiofs[0].flags == 0);
+    CHECK(c.virtiofs[0].data.empty());
+    CHECK(c.virtiofs[1].tag == "cache");
+    CHECK(c.virtiofs[1].destination == "/var/cache/x");
+    CHECK(c.virtiofs[1].flags == (MS_RDONLY | MS_NOSUID));
+    CHECK(c.virtiofs[1].data == "dax");
+    REQUIRE(c.tmpfs.size() == 1);  // tmpfs entries are still handled
+    CHECK(c.tmpfs[0].destination == "/run");
+    // The podman sample has none.
+    CHECK(parse_ok(read_sample("podman_config.json")).virtiofs.empty());
+}
+
+TEST_CASE("virtiofs entries: errors name the entry and the rule") {
+    CHECK(contains(parse_error(R"({"mounts":[{"type":"virtiofs","destination":"/d"}]})"),
+                   "mounts[0] (virtiofs) has no \"source\""));
+    CHECK(contains(parse_error(R"({"mounts":[{"type":"virtiofs","source":"t"}]})"),
+                   "mounts[0] (virtiofs) has no \"destination\""));
+    CHECK(contains(parse_error(R"({"mounts":[{"type":"virtiofs","source":7,"destination":"/d"}]})"),
+                   "mounts[0].source must be a string"));
+    CHECK(contains(parse_error(R"({"mounts":[{"type":"virtiofs","source":"a b","destination":"/d"}]})"),
+                   "not a usable virtio-fs tag"));
+    CHECK(contains(parse_error(R"({"mounts":[{"type":"virtiofs","source":"0123456789012345678901234567890123456",
+                                              "destination":"/d"}]})"),
+                   "longer than 36 bytes"));
+    CHECK(contains(parse_error(R"({"mounts":[{"type":"virtiofs","source":"t","destination":"d"}]})"),
+                   "mounts[0].destination \"d\" cannot be a mount point: the path must be absolute"));
+    CHECK(contains(parse_error(R"({"mounts":[{"type":"virtiofs","source":"t","destination":"/"}]})"),
+                   "may not be /"));
+    CHECK(contains(parse_error(R"({"mounts":[{"type":"virtiofs","source":"t","destination":"/a/../etc"}]})"),
+                   "\"..\""));
+    CHECK(contains(parse_error(R"({"mounts":[{"type":"virtiofs","source":"t","destination":"/d","options":"ro"}]})"),
+                   "mounts[0].options must be an array of strings"));
+
+    // Bounded: at most kMaxMounts (64) virtiofs entries.
+    std::string many = R"({"mounts":[)";
+    for (int i = 0; i < 65; ++i) many += std::string(i ? "," : "") + R"({"type":"virtiofs","source":"t","destination":"/m)" +
+                                         std::to_string(i) + "\"}";
+    many += "]}";
+    CHECK(contains(parse_error(many), "mounts[64]: more than 64 virtiofs mounts"));
+}
+
+TEST_CASE("exec message mounts: tag, path, read_only; old hosts send none") {
+    ExecMessage e = exec_ok(R"({"type":"exec","mounts":[
+        {"tag":"krunlet-vol0","path":"/data"},
+        {"tag":"krunlet-vol1","path":"/srv/ro","read_only":true},
+        {"tag":"krunlet-vol2","path":"/w","read_only":false,"future_member":1}]})");
+    REQUIRE(e.mounts.size() == 3);
+    CHECK(e.mounts[0].tag == "krunlet-vol0");
+    CHECK(e.mounts[0].destination == "/data");
+    CHECK(e.mounts[0].flags == 0);
+    CHECK(e.mounts[1].flags == MS_RDONLY);
+    CHECK(e.mounts[2].flags == 0);
+    CHECK(exec_ok(R"({"type":"exec"})").mounts.empty());
+    CHECK(exec_ok(R"({"type":"exec","mounts":[]})").mounts.empty());
+
+    auto err = [](const std::string& json) {
+        auto r = parse_control_message(json);
+        REQUIRE_FALSE(r.ok());
+        return r.error().message;
+    };
+    CHECK(contains(err(R"({"type":"exec","mounts":{}})"), "exec.mounts must be an array"));
+    CHECK(contains(err(R"({"type":"exec","mounts":["x"]})"), "exec.mounts[0] must be an object"));
+    CHECK(contains(err(R"({"type":"exec","mounts":[{"path":"/d"}]})"), "exec.mounts[0] has no \"tag\""));
+    CHECK(contains(err(R"({"type":"exec","mounts":[{"tag":"t"}]})"), "exec.mounts[0] has no \"path\""));
+    CHECK(contains(err(R"({"type":"exec","mounts":[{"tag":"","path":"/d"}]})"), "the tag is empty"));
+    CHECK(contains(err(R"({"type":"exec","mounts":[{"tag":"t","path":"rel"}]})"), "must be absolute"));
+    CHECK(contains(err(R"({"type":"exec","mounts":[{"tag":"t","path":"/"}]})"), "may not be /"));
+    CHECK(contains(err(R"({"type":"exec","mounts":[{"tag":"t","path":"/d","read_only":"yes"}]})"),
+                   "exec.mounts[0].read_only must be true or false"));
+    std::string many = R"({"type":"exec","mounts":[)";
+    for (int i = 0; i < 65; ++i) many += std::string(i ? "," : "") + R"({"tag":"t","path":"/m"})";
+    many += "]}";
+    CHECK(contains(err(many), "at most 64"));
+}
+
+TEST_CASE("merge and mount order: config mounts and host volumes, parents first") {
+    ImageConfig c = parse_ok(R"({"mounts":[
+        {"type":"tmpfs","destination":"/data/tmp"},
+        {"type":"virtiofs","source":"cfg","destination":"/cfg"},
+        {"type":"tmpfs","destination":"/run"}]})");
+    ExecMessage h = exec_ok(R"({"type":"exec","mounts":[
+        {"tag":"krunlet-vol0","path":"/data"},{"tag":"krunlet-vol1","path":"/data/tmp/inner","read_only":true}]})");
+    Workload w = merge_workload(c, &h);
+    REQUIRE(w.virtiofs.size() == 3);
+    CHECK(w.virtiofs[0].tag == "cfg");
+    CHECK(w.virtiofs[1].tag == "krunlet-vol0");
+    CHECK(w.tmpfs.size() == 2);
+
+    std::vector<std::string> order;
+    for (const GuestMount& m : mount_order(w)) order.push_back(mount_destination(m));
+    // Depth 1: the tmpfs, then config virtio-fs, then host volumes; then depth 2, 3.
+    CHECK(order == std::vector<std::string>{"/run", "/cfg", "/data", "/data/tmp", "/data/tmp/inner"});
+    CHECK(std::holds_alternative<TmpfsMount>(mount_order(w)[0]));
+    CHECK(std::get<VirtiofsMount>(mount_order(w)[4]).flags == MS_RDONLY);
+
+    // Without a host message only the config's.
+    CHECK(merge_workload(c, nullptr).virtiofs.size() == 1);
+    CHECK(mount_order(Workload{}).empty());
+}

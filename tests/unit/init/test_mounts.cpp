@@ -264,3 +264,33 @@ TEST_CASE("the config's tmpfs /dev is left to init's devtmpfs") {
     CHECK_FALSE(tmpfs_is_replaced_by_init(parse_tmpfs_options("/dev/shm", {})));
     CHECK_FALSE(tmpfs_is_replaced_by_init(parse_tmpfs_options("/devices", {})));
 }
+
+TEST_CASE("a virtio-fs volume that cannot be mounted is an error naming the tag and the path") {
+    TempDir t;
+    std::string file = t.path + "/a-file";
+    REQUIRE(close(open(file.c_str(), O_CREAT | O_WRONLY | O_CLOEXEC, 0644)) == 0);
+    in_mount_namespace([&]() -> std::string {
+        // No such device here (the host has no virtio-fs device with this tag,
+        // or no virtiofs at all): the error says which mount failed, and the
+        // missing mount point was created first.
+        VirtiofsMount m{"krunlet-no-such-tag", t.path + "/made/for/it", 0, ""};
+        auto r = mount_virtiofs(m);
+        if (r) return "mounting a tag no device has succeeded";
+        const std::string& msg = r.error().message;
+        if (msg.find("mounting the virtio-fs share with tag 'krunlet-no-such-tag' on " + m.destination + ": ") != 0)
+            return "unclear error: " + msg;
+        if (r.error().code == EINVAL && msg.find("no virtio-fs device has this tag") == std::string::npos)
+            return "no hint in: " + msg;
+        struct stat st;
+        if (stat(m.destination.c_str(), &st) < 0 || !S_ISDIR(st.st_mode)) return "the mount point was not created";
+
+        // A mount point that cannot be created says so.
+        VirtiofsMount under_file{"tag", file + "/sub", MS_RDONLY, ""};
+        r = mount_virtiofs(under_file);
+        if (r) return "a mount point under a regular file was accepted";
+        if (r.error().message.find("mounting the virtio-fs share with tag 'tag' on " + under_file.destination +
+                                   ": creating the mount point: ") != 0)
+            return "unclear error: " + r.error().message;
+        return "";
+    });
+}

@@ -26,12 +26,13 @@ using krunlet::fs::CachePolicy;
 using krunlet::fs::Server;
 using krunlet::fs::ServerConfig;
 
-// A fresh directory under /tmp, removed (recursively) at the end of the test.
+// A fresh directory under `base` (/tmp, or /dev/shm for tmpfs), removed (recursively) at
+// the end of the test.
 class TempDir {
 public:
-    TempDir() {
-        char tmpl[] = "/tmp/krunlet-vfs-XXXXXX";
-        char* p = ::mkdtemp(tmpl);
+    explicit TempDir(const std::string& base = "/tmp") {
+        std::string tmpl = base + "/krunlet-vfs-XXXXXX";
+        char* p = ::mkdtemp(tmpl.data());
         REQUIRE(p != nullptr);
         path_ = p;
     }

@@ -88,6 +88,10 @@ TEST_CASE("xattr lists: mapped names come back under the guest's name, host-only
 
     std::string small(10, '\0');
     CHECK(xattr::to_guest_list(std::span<const char>(host.data(), host.size()), small).error().code == ERANGE);
+    std::string unpriv(host.size(), '#');
+    auto n = xattr::to_guest_list(std::span<const char>(host.data(), host.size()), unpriv, false);
+    REQUIRE(n.ok());
+    CHECK(unpriv.substr(0, *n) == "user.a\0security.capability\0security.ima\0system.posix_acl_access\0user.b\0"s);
 }
 
 TEST_CASE("the guest's trusted.* and security.* never touch the host's own") {
@@ -143,6 +147,15 @@ TEST_CASE("the guest's trusted.* and security.* never touch the host's own") {
     };
     CHECK(names(got) == names(want));
     CHECK(list_xattr(c, f, static_cast<uint32_t>(want.size() - 1)).error() == ERANGE);
+
+    // An unprivileged caller is not shown trusted.* (the kernel lists them to CAP_SYS_ADMIN only).
+    {
+        Client user(*s);
+        user.uid = user.gid = 1000;
+        Reply ul = list_xattr(user, f, 4096);
+        REQUIRE(ul.error() == 0);
+        CHECK(names(ul.text()) == names("security.selinux\0user.plain\0"s));
+    }
 
     REQUIRE(c.call(FUSE_REMOVEXATTR, f, Args().str("trusted.overlay.origin")).error() == 0);
     CHECK(host_xattr(d / "f", "trusted.overlay.origin") == "host");

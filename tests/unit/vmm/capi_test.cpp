@@ -3,8 +3,10 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstdlib>
 #include <string>
+#include <tuple>
 
 #include "libkrun.h"
 
@@ -71,4 +73,114 @@ TEST_CASE("start_enter without a root fails with -EINVAL and does not exit") {
     REQUIRE(ctx >= 0);
     CHECK(krun_start_enter(uint32_t(ctx)) == -EINVAL);
     CHECK(krun_set_log_level(1) == 0);
+}
+
+namespace {
+
+// Runs fn with stderr going to a file, and returns what was written.
+template <class Fn>
+std::string capture_stderr(Fn&& fn) {
+    char path[] = "/tmp/krunlet-capi-err-XXXXXX";
+    int fd = ::mkstemp(path);
+    REQUIRE(fd >= 0);
+    std::fflush(stderr);
+    int saved = ::dup(2);
+    ::dup2(fd, 2);
+    fn();
+    std::fflush(stderr);
+    ::dup2(saved, 2);
+    ::close(saved);
+    std::string out;
+    char buf[4096];
+    ssize_t n;
+    ::lseek(fd, 0, SEEK_SET);
+    while ((n = ::read(fd, buf, sizeof buf)) > 0) out.append(buf, size_t(n));
+    ::close(fd);
+    ::unlink(path);
+    return out;
+}
+
+uint32_t ctx_with_root() {
+    int32_t ctx = krun_create_ctx();
+    REQUIRE(ctx >= 0);
+    REQUIRE(krun_set_root(uint32_t(ctx), "/") == 0);
+    return uint32_t(ctx);
+}
+
+}  // namespace
+
+TEST_CASE("krunlet_add_virtiofs_mount: argument checks") {
+    uint32_t id = ctx_with_root();
+    CHECK(krun_add_virtiofs3(id, "krunlet-vol0", "/tmp", 0, true) == 0);
+    CHECK(krunlet_add_virtiofs_mount(id, "krunlet-vol0", "/data", true) == 0);
+    CHECK(krunlet_add_virtiofs_mount(id, "krunlet-vol0", "/again", false) == 0);
+    CHECK(krun_set_log_level(0) == 0);
+    CHECK(krunlet_add_virtiofs_mount(id, nullptr, "/d", false) == -EINVAL);
+    CHECK(krunlet_add_virtiofs_mount(id, "t", nullptr, false) == -EINVAL);
+    CHECK(krunlet_add_virtiofs_mount(id, "", "/d", false) == -EINVAL);
+    CHECK(krunlet_add_virtiofs_mount(id, "a b", "/d", false) == -EINVAL);
+    CHECK(krunlet_add_virtiofs_mount(id, "t", "relative", false) == -EINVAL);
+    CHECK(krunlet_add_virtiofs_mount(id, "t", "/", false) == -EINVAL);
+    CHECK(krunlet_add_virtiofs_mount(id, "t", "/a/../b", false) == -EINVAL);
+    CHECK(krunlet_add_virtiofs_mount(id, KRUN_FS_ROOT_TAG, "/d", false) == -EINVAL);
+    CHECK(krunlet_add_virtiofs_mount(9999, "t", "/d", false) == -ENOENT);
+    // 64 mounts at most (two are in already).
+    for (int i = 0; i < 62; ++i)
+        CHECK(krunlet_add_virtiofs_mount(id, "krunlet-vol0", ("/m" + std::to_string(i)).c_str(), false) == 0);
+    CHECK(krunlet_add_virtiofs_mount(id, "krunlet-vol0", "/one-more", false) == -E2BIG);
+    CHECK(krun_set_log_level(1) == 0);
+    CHECK(krun_free_ctx(id) == 0);
+}
+
+TEST_CASE("shares: at most 16, the root included") {
+    uint32_t id = ctx_with_root();
+    CHECK(krun_set_log_level(0) == 0);
+    for (int i = 1; i < 16; ++i) CHECK(krun_add_virtiofs(id, ("s" + std::to_string(i)).c_str(), "/tmp") == 0);
+    CHECK(krun_add_virtiofs(id, "s1", "/usr") == 0);  // same tag: replaced, not added
+    CHECK(krun_add_virtiofs(id, "s16", "/tmp") == -ENOSPC);
+    CHECK(krun_set_log_level(1) == 0);
+    CHECK(krun_free_ctx(id) == 0);
+}
+
+TEST_CASE("krunlet_set_fs_cache: words and seconds, NULL leaves a knob alone") {
+    uint32_t id = ctx_with_root();
+    CHECK(krunlet_set_fs_cache(id, "never", nullptr, nullptr) == 0);
+    CHECK(krunlet_set_fs_cache(id, nullptr, "0.5", "0") == 0);
+    CHECK(krunlet_set_fs_cache(id, nullptr, nullptr, nullptr) == 0);
+    std::string err = capture_stderr([&] { CHECK(krunlet_set_fs_cache(id, "sometimes", nullptr, nullptr) == -EINVAL); });
+    CHECK(err.find("krunlet_set_fs_cache policy sometimes: use never, auto or always") != std::string::npos);
+    CHECK(krun_set_log_level(0) == 0);
+    CHECK(krunlet_set_fs_cache(id, nullptr, "-1", nullptr) == -EINVAL);
+    CHECK(krunlet_set_fs_cache(id, nullptr, nullptr, "forever") == -EINVAL);
+    CHECK(krunlet_set_fs_cache(9999, "never", nullptr, nullptr) == -ENOENT);
+    CHECK(krun_set_log_level(1) == 0);
+    CHECK(krun_free_ctx(id) == 0);
+}
+
+TEST_CASE("krun_start_enter refuses a bad KRUNLET_FS_* variable, naming it, and does not exit") {
+    for (auto [name, value, expect] :
+         {std::tuple{"KRUNLET_FS_CACHE", "bogus", "KRUNLET_FS_CACHE=bogus: use never, auto or always"},
+          std::tuple{"KRUNLET_FS_ENTRY_TIMEOUT", "soon", "KRUNLET_FS_ENTRY_TIMEOUT=soon is not a number of seconds"},
+          std::tuple{"KRUNLET_FS_ATTR_TIMEOUT", "-3", "KRUNLET_FS_ATTR_TIMEOUT=-3 is not a number of seconds"}}) {
+        INFO(name);
+        // Set only at start (inside the container, for crun): still read.
+        uint32_t id = ctx_with_root();
+        ::setenv(name, value, 1);
+        std::string err = capture_stderr([&] { CHECK(krun_start_enter(id) == -EINVAL); });
+        ::unsetenv(name);
+        CHECK(err.find(expect) != std::string::npos);
+    }
+    // Set only when the context was created (crun >= 1.21 on the host).
+    ::setenv("KRUNLET_FS_CACHE", "bogus", 1);
+    uint32_t id = ctx_with_root();
+    ::unsetenv("KRUNLET_FS_CACHE");
+    std::string err = capture_stderr([&] { CHECK(krun_start_enter(id) == -EINVAL); });
+    CHECK(err.find("KRUNLET_FS_CACHE=bogus") != std::string::npos);
+}
+
+TEST_CASE("krun_start_enter refuses a guest mount of a tag no share has") {
+    uint32_t id = ctx_with_root();
+    CHECK(krunlet_add_virtiofs_mount(id, "missing", "/data", false) == 0);
+    std::string err = capture_stderr([&] { CHECK(krun_start_enter(id) == -EINVAL); });
+    CHECK(err.find("no virtio-fs share has the tag 'missing'") != std::string::npos);
 }

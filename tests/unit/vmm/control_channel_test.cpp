@@ -109,3 +109,15 @@ TEST_CASE("control channel: signals go out only while connected") {
     ch.on_close();
     CHECK_FALSE(ch.send_signal(15));
 }
+
+TEST_CASE("control channel: volumes travel as \"mounts\", only when there are some") {
+    krunlet::Workload w;
+    w.mounts = {{"krunlet-vol0", "/data", false}, {"krunlet-vol1", "/srv/ro", true}};
+    ControlChannel ch(w, true, nullptr);
+    auto j = nlohmann::json::parse(ch.exec_message());
+    REQUIRE(j["mounts"].is_array());
+    REQUIRE(j["mounts"].size() == 2);
+    CHECK(j["mounts"][0] == nlohmann::json{{"tag", "krunlet-vol0"}, {"path", "/data"}, {"read_only", false}});
+    CHECK(j["mounts"][1] == nlohmann::json{{"tag", "krunlet-vol1"}, {"path", "/srv/ro"}, {"read_only", true}});
+    CHECK_FALSE(nlohmann::json::parse(ControlChannel({}, true, nullptr).exec_message()).contains("mounts"));
+}
