@@ -68,6 +68,18 @@ int run(const RunOptions& o) {
                           what + "krunlet_add_virtiofs_mount"))
             return r;
     }
+    for (const auto& v : o.vsock_ports) {
+        std::string what = "--vsock-port " + std::to_string(v.port) + ":" + v.path + (v.listen ? ":listen" : "") + ": ";
+        if (int r = check(krun_add_vsock_port2(id, v.port, v.path.c_str(), v.listen), what + "krun_add_vsock_port2"))
+            return r;
+    }
+    if (int r = check(krunlet_set_net(id, o.net.c_str()), "--net " + o.net + ": krunlet_set_net")) return r;
+    if (!o.publish.empty()) {
+        std::vector<const char*> map;
+        for (const auto& p : o.publish) map.push_back(p.c_str());
+        map.push_back(nullptr);
+        if (int r = check(krun_set_port_map(id, map.data()), "--publish: krun_set_port_map")) return r;
+    }
     // Flags win over KRUNLET_FS_*; the library reads those at start.
     if (o.fs_cache || o.fs_entry_timeout || o.fs_attr_timeout) {
         auto c_str = [](const std::optional<std::string>& s) { return s ? s->c_str() : nullptr; };

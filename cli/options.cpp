@@ -5,6 +5,7 @@
 #include <CLI/CLI.hpp>
 #include <cerrno>
 #include <cmath>
+#include <cstdlib>
 #include <cstdio>
 #include <cstring>
 #include <sstream>
@@ -60,12 +61,36 @@ std::variant<Volume, std::string> parse_volume(std::string_view spec) {
     return v;
 }
 
+std::variant<VsockPortOption, std::string> parse_vsock_port_option(std::string_view spec) {
+    const std::string shown = "--vsock-port " + std::string(spec);
+    const std::string form = ": use PORT:PATH or PORT:PATH:listen, e.g. 5000:/run/app.sock";
+    size_t colon = spec.find(':');
+    if (colon == std::string_view::npos) return shown + form;
+    std::string port_text(spec.substr(0, colon));
+    char* end = nullptr;
+    errno = 0;
+    unsigned long long port = std::strtoull(port_text.c_str(), &end, 10);
+    if (port_text.empty() || *end != '\0' || errno != 0 || port < 1 || port > 0xfffffffeull)
+        return shown + ": PORT must be a number from 1 to 4294967294" + form;
+    std::string_view path = spec.substr(colon + 1);
+    VsockPortOption o;
+    o.port = static_cast<uint32_t>(port);
+    if (path.ends_with(":listen")) {
+        o.listen = true;
+        path.remove_suffix(7);
+    }
+    if (path.empty()) return shown + ": PATH is empty" + form;
+    o.path = std::string(path);
+    return o;
+}
+
 ParseResult parse_command_line(const std::vector<std::string>& args) {
     ParseResult result;
     CLI::App app{"krunlet: run a container's command in a KVM microVM"};
     app.require_subcommand(1);
     RunOptions o;
     std::vector<std::string> volume_specs;
+    std::vector<std::string> vsock_specs;
     std::string fs_cache;
     double entry_timeout = -1, attr_timeout = -1;
     auto* run = app.add_subcommand("run", "boot ROOTFS in a microVM and run COMMAND in it");
@@ -79,6 +104,15 @@ ParseResult parse_command_line(const std::vector<std::string>& args) {
                     "HOST:GUEST[:ro] share the host directory HOST at GUEST in the guest, read-only with :ro "
                     "(repeatable)")
         ->allow_extra_args(false);
+    run->add_option("--publish,-p", o.publish,
+                    "HOST:GUEST forward host TCP port HOST (on 127.0.0.1) to guest port GUEST (repeatable)")
+        ->allow_extra_args(false);
+    run->add_option("--vsock-port", vsock_specs,
+                    "PORT:PATH guest connections to vsock PORT reach the host unix socket PATH; "
+                    "PORT:PATH:listen host clients of PATH reach the guest's listener on PORT (repeatable)")
+        ->allow_extra_args(false);
+    run->add_option("--net", o.net, "guest network: slirp (user-mode, the default) or none")
+        ->check(CLI::IsMember({"slirp", "none"}));
     run->add_option("--fs-cache", fs_cache,
                     "guest caching of every virtio-fs share: never (host changes seen at once), auto "
                     "(close-to-open, the default), always (only for files nothing else changes); "
@@ -127,6 +161,11 @@ ParseResult parse_command_line(const std::vector<std::string>& args) {
         auto v = parse_volume(spec);
         if (auto* msg = std::get_if<std::string>(&v)) return fail(*msg);
         o.volumes.push_back(std::get<Volume>(std::move(v)));
+    }
+    for (const auto& spec : vsock_specs) {
+        auto v = parse_vsock_port_option(spec);
+        if (auto* msg = std::get_if<std::string>(&v)) return fail(*msg);
+        o.vsock_ports.push_back(std::get<VsockPortOption>(std::move(v)));
     }
     // CLI::Range lets NaN through (every comparison with it is false).
     for (auto [flag, value] : {std::pair{"--fs-entry-timeout", entry_timeout}, std::pair{"--fs-attr-timeout", attr_timeout}})

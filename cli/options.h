@@ -4,6 +4,7 @@
 // libkrun C API calls.
 #pragma once
 
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -19,6 +20,16 @@ struct Volume {
     bool read_only = false;
 };
 
+// --vsock-port PORT:PATH[:listen]
+struct VsockPortOption {
+    uint32_t port = 0;
+    std::string path;
+    bool listen = false;
+};
+
+// One --vsock-port value. The error names the flag and the expected form.
+std::variant<VsockPortOption, std::string> parse_vsock_port_option(std::string_view spec);
+
 struct RunOptions {
     int cpus = 1;
     int memory_mib = 512;
@@ -29,6 +40,9 @@ struct RunOptions {
     int log_level = 1;
     std::string rootfs;
     std::vector<Volume> volumes;
+    std::vector<std::string> publish;         // "HOST:GUEST", checked by krun_set_port_map
+    std::vector<VsockPortOption> vsock_ports;
+    std::string net = "slirp";                // or "none"
     // The virtio-fs cache knobs; unset ones are left to KRUNLET_FS_* and then
     // to the policy's defaults. Timeouts in the "seconds[.fraction]" text the
     // library takes.

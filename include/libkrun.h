@@ -71,6 +71,24 @@ int32_t krun_set_rlimits(uint32_t ctx_id, const char *const rlimits[]);
 /* Send the console's output to a file instead of stdout, and ignore stdin. */
 int32_t krun_set_console_output(uint32_t ctx_id, const char *c_filepath);
 
+/* The guest's connections to vsock port `port` reach the host unix socket at
+ * `c_filepath`. */
+int32_t krun_add_vsock_port(uint32_t ctx_id, uint32_t port, const char *c_filepath);
+
+/* As krun_add_vsock_port; with `listen`, the VMM creates a listening socket at
+ * `c_filepath` instead, and each host client reaches the guest's listener on
+ * vsock port `port`. */
+int32_t krun_add_vsock_port2(uint32_t ctx_id, uint32_t port, const char *c_filepath, bool listen);
+
+/* Host TCP ports forwarded to guest ports, each "HOST:GUEST"; NULL-terminated.
+ * Forwarded ports listen on 127.0.0.1 of the VMM's network namespace. */
+int32_t krun_set_port_map(uint32_t ctx_id, const char *const port_map[]);
+
+/* krunlet extension: the guest's network. "slirp" (the default: virtio-net
+ * with a user-mode stack, guest 10.0.2.15/24, gateway and host 10.0.2.2, DNS
+ * 10.0.2.3) or "none" (loopback only). */
+int32_t krunlet_set_net(uint32_t ctx_id, const char *mode);
+
 /* Maximum vCPUs for krun_set_vm_config. */
 int32_t krun_get_max_vcpus(void);
 

@@ -24,6 +24,7 @@
 #include "init/launch.h"
 #include "init/log.h"
 #include "init/mounts.h"
+#include "init/network.h"
 #include "init/process.h"
 #include "init/supervisor.h"
 
@@ -98,6 +99,14 @@ void Init::run() {
         } else if (auto r = mount_virtiofs(std::get<VirtiofsMount>(m)); !r) {
             fatal(r.error().message);
         }
+    }
+
+    // After the mounts: /etc may be a volume. A network problem is worth a warning, not the
+    // workload.
+    if (auto net = configure_eth0(); !net) {
+        log_warning(net.error().message);
+    } else if (*net) {
+        if (auto dns = ensure_resolver(); !dns) log_warning(dns.error().message);
     }
 
     LaunchSpec spec;

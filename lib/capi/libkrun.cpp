@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -19,6 +20,7 @@
 #include "capi/context.h"
 #include "vmm/terminal.h"
 #include "vmm/vm.h"
+#include "vmm/port_specs.h"
 #include "vmm/volumes.h"
 
 extern char** environ;
@@ -27,6 +29,10 @@ namespace {
 
 using krunlet::capi::Context;
 using krunlet::capi::ContextTable;
+using krunlet::PortForward;
+using krunlet::VsockPort;
+using krunlet::parse_port_forward;
+namespace control = krunlet::control;
 
 constexpr uint32_t kMaxVcpus = 16;
 constexpr uint32_t kMinRamMib = 32;
@@ -247,6 +253,65 @@ int32_t krun_set_console_output(uint32_t ctx_id, const char* c_filepath) {
             c.config.console_in = -1;  // libkrun ignores stdin in this mode
             return 0;
         });
+    });
+}
+
+int32_t krun_add_vsock_port2(uint32_t ctx_id, uint32_t port, const char* c_filepath, bool listen) {
+    if (c_filepath == nullptr || *c_filepath == '\0') return -EINVAL;
+    return guarded([&] {
+        std::string path = c_filepath;
+        if (path.size() >= sizeof(sockaddr_un{}.sun_path)) {
+            log_error("vsock port " + std::to_string(port) + ": socket path '" + path + "' is longer than " +
+                      std::to_string(sizeof(sockaddr_un{}.sun_path) - 1) + " bytes; use a shorter one");
+            return -ENAMETOOLONG;
+        }
+        if (port == control::kControlPort || port == 0xffffffffu) {
+            log_error("vsock port " + std::to_string(port) + " is reserved (krunlet's control port or VMADDR_PORT_ANY)");
+            return -EINVAL;
+        }
+        return ContextTable::instance().with(ctx_id, [&](Context& c) {
+            for (const VsockPort& p : c.config.vsock_ports) {
+                if (p.port == port && p.listen == listen) return -EEXIST;
+                if (p.path == path) return -EEXIST;
+            }
+            c.config.vsock_ports.push_back(VsockPort{port, std::move(path), listen});
+            return 0;
+        });
+    });
+}
+
+int32_t krun_add_vsock_port(uint32_t ctx_id, uint32_t port, const char* c_filepath) {
+    return krun_add_vsock_port2(ctx_id, port, c_filepath, false);
+}
+
+int32_t krun_set_port_map(uint32_t ctx_id, const char* const port_map[]) {
+    return guarded([&] {
+        std::vector<PortForward> ports;
+        for (const auto& spec : string_list(port_map)) {
+            auto f = parse_port_forward(spec);
+            if (!f.ok()) {
+                log_error(f.error().message);
+                return -EINVAL;
+            }
+            ports.push_back(*f);
+        }
+        return ContextTable::instance().with(ctx_id, [&](Context& c) {
+            c.config.net.ports = std::move(ports);
+            return 0;
+        });
+    });
+}
+
+int32_t krunlet_set_net(uint32_t ctx_id, const char* mode) {
+    if (mode == nullptr) return -EINVAL;
+    std::string m = mode;
+    if (m != "slirp" && m != "none") {
+        log_error("network \"" + m + "\": use slirp or none");
+        return -EINVAL;
+    }
+    return ContextTable::instance().with(ctx_id, [&](Context& c) {
+        c.config.net.enabled = m == "slirp";
+        return 0;
     });
 }
 

@@ -28,11 +28,14 @@
 #include "arch/x86/vcpu_setup.h"
 #include "devices/console.h"
 #include "devices/fs.h"
+#include "devices/net.h"
 #include "devices/rng.h"
 #include "devices/vsock.h"
+#include "devices/vsock_unix.h"
 #include "init/init_blob.h"
 #include "kvm/kvm.h"
 #include "memory/guest_memory.h"
+#include "net/slirp_backend.h"
 #include "virtiofs/fd_budget.h"
 #include "virtiofs/server.h"
 #include "vmm/control_channel.h"
@@ -126,6 +129,9 @@ struct Vm::Impl {
     std::shared_ptr<ControlService> control_service;
     std::optional<SignalForwarder> signals;  // made before any thread exists (signal_forwarder.h)
     std::vector<int> pending_signals;        // arrived while init was not connected
+    // Listening unix sockets of krun_add_vsock_port2(listen=true). Destroyed before `slots`
+    // (declared later), so they unwatch while the vsock env still exists.
+    std::vector<std::shared_ptr<devices::VsockUnixBridge>> vsock_listeners;
     x86::KernelCmdline cmdline;
 
     // How the VM ends: the first request_stop wins.
@@ -146,6 +152,7 @@ struct Vm::Impl {
     Result<void> attach_fs(const FsShare& share);
     Result<void> attach_rng();
     Result<void> attach_vsock();
+    Result<void> attach_net();
     // On the event loop under the vsock mutex: signals to the workload, in arrival order.
     void forward_signals();
     void flush_signals();
@@ -206,6 +213,21 @@ Result<void> Vm::Impl::attach_rng() {
     return attach(nullptr, std::unique_ptr<virtio::Device>(std::move(dev).value()));
 }
 
+Result<void> Vm::Impl::attach_net() {
+    auto env = std::make_unique<LockedDeviceEnv>(*loop);
+    auto slirp = net::SlirpBackend::create(*env, net::SlirpOptions{});
+    if (!slirp.ok()) return slirp.error();
+    for (const PortForward& f : config.net.ports) {
+        // A port another program holds must not keep the workload from running: say so, go on.
+        if (auto r = (*slirp)->add_hostfwd(config.net.host_addr, f.host, f.guest); !r.ok())
+            std::fprintf(stderr, "krunlet: port %u -> guest %u not published: %s\n", f.host, f.guest,
+                         r.error().message.c_str());
+    }
+    auto dev = devices::NetDevice::create(std::move(slirp).value(), devices::NetDevice::Options{});
+    if (!dev.ok()) return dev.error();
+    return attach(std::move(env), std::unique_ptr<virtio::Device>(std::move(dev).value()));
+}
+
 Result<void> Vm::Impl::attach_vsock() {
     auto env = std::make_unique<LockedDeviceEnv>(*loop);
     auto dev = devices::VsockDevice::create(control::kGuestCid);
@@ -218,7 +240,24 @@ Result<void> Vm::Impl::attach_vsock() {
     control_service = std::make_shared<ControlService>(*control, [this] { flush_signals(); });
     KRUNLET_CHECK((*dev)->add_service(control::kControlPort, control_service));
     LockedDeviceEnv& vsock_env = *env;  // owned by the device's slot from here on
+    devices::VsockDevice& vsock = **dev;
+    // Guest -> host unix sockets are services on their port.
+    for (const VsockPort& p : config.vsock_ports) {
+        if (p.listen) continue;
+        if (p.port == control::kControlPort)
+            return make_error(EINVAL, "vsock port " + std::to_string(p.port) + " is krunlet's control port; pick another");
+        auto bridge = devices::VsockUnixBridge::connect_to(vsock_env, p.path);
+        if (!bridge.ok()) return bridge.error();
+        KRUNLET_CHECK(vsock.add_service(p.port, *bridge));
+    }
     KRUNLET_CHECK(attach(std::move(env), std::unique_ptr<virtio::Device>(std::move(dev).value())));
+    // Host -> guest: listening sockets, watched once the slot has given the env its mutex.
+    for (const VsockPort& p : config.vsock_ports) {
+        if (!p.listen) continue;
+        auto bridge = devices::VsockUnixBridge::listen_on(vsock_env, vsock, p.path, p.port);
+        if (!bridge.ok()) return bridge.error();
+        vsock_listeners.push_back(std::move(*bridge));
+    }
     // Signals touch the control stream, so they are read under the vsock device's mutex.
     return vsock_env.watch(signals->fd(), EPOLLIN, [this](uint32_t) { forward_signals(); });
 }
@@ -292,6 +331,7 @@ Result<std::unique_ptr<Vm>> Vm::create(const VmConfig& config, uint64_t start_ns
     for (const auto& share : config.shares) KRUNLET_CHECK(m.attach_fs(share));
     KRUNLET_CHECK(m.attach_vsock());
     KRUNLET_CHECK(m.attach_rng());
+    if (config.net.enabled) KRUNLET_CHECK(m.attach_net());
     if (!config.kernel_cmdline_extra.empty()) KRUNLET_CHECK(m.cmdline.append(config.kernel_cmdline_extra));
 
     // Boot structures: zero page + e820 + command line, MP table.

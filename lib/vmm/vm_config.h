@@ -46,6 +46,28 @@ struct Workload {
     std::vector<VolumeMount> mounts;   // at most control::kMaxMounts
 };
 
+// A guest vsock port tied to a host unix socket (krun_add_vsock_port / _port2).
+// listen = false: guest connections to `port` reach the socket at `path`;
+// listen = true: host clients of `path` (created by the VMM) reach the guest's listener on `port`.
+struct VsockPort {
+    uint32_t port = 0;
+    std::string path;
+    bool listen = false;
+};
+
+// A host TCP port forwarded to a guest port through the user-mode network
+// (krun_set_port_map, --publish HOST:GUEST).
+struct PortForward {
+    uint16_t host = 0;
+    uint16_t guest = 0;
+};
+
+struct NetConfig {
+    bool enabled = true;             // virtio-net with libslirp (10.0.2.15/24, gateway 10.0.2.2)
+    std::string host_addr = "127.0.0.1";  // where forwarded ports listen
+    std::vector<PortForward> ports;
+};
+
 struct VmConfig {
     uint32_t vcpus = 1;
     uint32_t ram_mib = 512;
@@ -53,6 +75,8 @@ struct VmConfig {
     std::string kernel_cmdline_extra;  // appended to the built-in command line
     std::vector<FsShare> shares;       // shares[0] should be the root ("/dev/root")
     FsCacheSettings fs_cache;          // applies to every share
+    std::vector<VsockPort> vsock_ports;
+    NetConfig net;
     Workload workload;
     int console_in = 0;                // hvc0 input (the caller's stdin)
     int console_out = 1;               // hvc0 output (the caller's stdout)

@@ -81,6 +81,8 @@ ln -sf /proc/self/fd/0 /dev/stdin
 ln -sf /proc/self/fd/1 /dev/stdout
 ln -sf /proc/self/fd/2 /dev/stderr
 hostname kvm-host
+# Loopback up, as on any machine: the network tests talk to servers on 127.0.0.1.
+ip link set lo up 2>/dev/null || ifconfig lo 127.0.0.1 up
 
 while IFS= read -r line; do
     tag=${line%% *}
