@@ -36,7 +36,7 @@ public:
             // the name without instantiating an inode for it.
             fuse_entry_out eo{};
             bool dots = name == "." || name == "..";
-            auto e = dots ? Result<Entry>(fail(EINVAL)) : fs_.lookup(caller_, dir_, name);
+            auto e = dots ? Result<Entry>(fail(EINVAL)) : fs_.lookup(caller_, dir_, name, ino);
             if (e) {
                 encode_entry(*e, times_, eo);
             } else {

@@ -109,7 +109,9 @@ public:
 
     // Name lookups. A successful lookup/mknod/mkdir/symlink/link/create counts one reference
     // that forget() drops again.
-    virtual Result<Entry> lookup(const Caller& c, uint64_t parent, const Name& name) = 0;
+    // `listed_ino`: READDIRPLUS passes the entry's d_ino (0 otherwise), so a backend can skip
+    // work for objects it cannot know yet.
+    virtual Result<Entry> lookup(const Caller& c, uint64_t parent, const Name& name, uint64_t listed_ino = 0) = 0;
     virtual void forget(uint64_t node, uint64_t nlookup) = 0;
 
     virtual Result<struct stat> getattr(uint64_t node, std::optional<uint64_t> fh) = 0;

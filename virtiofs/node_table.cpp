@@ -66,6 +66,11 @@ InodeRef InodeTable::ref_existing(const InodeKey& key) {
     return it->second;
 }
 
+bool InodeTable::contains(const InodeKey& key) const {
+    std::lock_guard lock(mu_);
+    return by_key_.contains(key);
+}
+
 bool InodeTable::forget(uint64_t nodeid, uint64_t n) {
     InodeRef dropped;  // its fd closes after the lock is released
     std::lock_guard lock(mu_);

@@ -62,6 +62,8 @@ public:
     // Counts one lookup of an object that is already in the table, found by its key without
     // opening it; nullptr if it isn't known (then the caller opens it and uses add_lookup).
     InodeRef ref_existing(const InodeKey& key);
+    // Whether `key` is in the table (no reference is taken).
+    bool contains(const InodeKey& key) const;
 
     // Drops `n` lookups (clamped); the entry goes when none are left (then true). Unknown ids
     // are ignored, as the protocol gives FORGET no reply to carry an error.

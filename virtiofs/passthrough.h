@@ -53,7 +53,7 @@ public:
     static Result<std::unique_ptr<PassthroughFs>> create(const PassthroughConfig& cfg);
 
     void destroy() override;
-    Result<Entry> lookup(const Caller& c, uint64_t parent, const Name& name) override;
+    Result<Entry> lookup(const Caller& c, uint64_t parent, const Name& name, uint64_t listed_ino = 0) override;
     void forget(uint64_t node, uint64_t nlookup) override;
     Result<struct stat> getattr(uint64_t node, std::optional<uint64_t> fh) override;
     Result<struct stat> setattr(const Caller& c, uint64_t node, const SetAttrRequest& r) override;
@@ -113,8 +113,9 @@ private:
     Result<InodeRef> node(uint64_t nodeid) const;
     Result<InodeRef> dir_node(uint64_t nodeid) const;  // plus ENOTDIR if not a directory
     Result<HandleRef> file(uint64_t fh) const;     // EBADF if unknown
-    // Opens `name` in `dir` as O_PATH and counts one lookup of it.
-    Result<Entry> lookup_in(const Inode& dir, const Name& name);
+    // Opens `name` in `dir` as O_PATH and counts one lookup of it (see lookup() for listed_ino).
+    Result<Entry> lookup_in(const Inode& dir, const Name& name, uint64_t listed_ino = 0);
+    Result<Entry> open_and_register(const Inode& dir, const Name& name);
     // Counts one lookup of the object behind O_PATH fd `fd`, found in `dir`. Applies the mount
     // policy when `ms` lies on another mount than `dir`.
     Result<Entry> register_node(const Inode& dir, UniqueFd fd, const MountedStat& ms);

@@ -93,7 +93,13 @@ Result<void> PassthroughFs::check_writable() const {
     return {};
 }
 
-Result<Entry> PassthroughFs::lookup_in(const Inode& dir, const Name& name) {
+Result<Entry> PassthroughFs::lookup_in(const Inode& dir, const Name& name, uint64_t listed_ino) {
+    // A READDIRPLUS entry whose d_ino the table does not hold on the directory's filesystem
+    // is new to the guest (a walk of a fresh tree): the fast path below could only cost a
+    // syscall, so go straight to opening it. (A mount point lists the ino of the directory
+    // under it; it then takes the slow path, which is merely slower.)
+    if (listed_ino != 0 && !inodes_.contains(InodeKey{dir.dev, static_cast<ino_t>(listed_ino), dir.mnt_id}))
+        return open_and_register(dir, name);
     // Fast path for objects the guest already knows: a no-follow stat of the one component
     // (with its mount id), and if that key is in the table, no new fd is needed. statx with
     // AT_SYMLINK_NOFOLLOW on a validated single component cannot leave `dir`; at a mount point
@@ -104,6 +110,10 @@ Result<Entry> PassthroughFs::lookup_in(const Inode& dir, const Name& name) {
         if (InodeRef known = inodes_.ref_existing(InodeKey{pre->st.st_dev, pre->st.st_ino, pre->mnt_id}))
             return Entry{known->nodeid, 0, known->refused_mount ? refused_mount_attr(pre->st) : pre->st};
     }
+    return open_and_register(dir, name);
+}
+
+Result<Entry> PassthroughFs::open_and_register(const Inode& dir, const Name& name) {
     auto fd = paths_.open_child(dir.fd.get(), name, O_PATH);
     if (!fd) return fd.error();
     auto ms = mounts_.stat_fd(fd->get());
@@ -141,7 +151,7 @@ Result<Entry> PassthroughFs::finish_create(const Inode& dir, const Name& name, m
     return register_node(dir, std::move(*fd), *ms);
 }
 
-Result<Entry> PassthroughFs::lookup(const Caller&, uint64_t parent, const Name& name) {
+Result<Entry> PassthroughFs::lookup(const Caller&, uint64_t parent, const Name& name, uint64_t listed_ino) {
     auto dir = any_node(parent);
     if (!dir) return dir.error();
     if ((*dir)->type != S_IFDIR) return fail(ENOTDIR);
@@ -153,7 +163,7 @@ Result<Entry> PassthroughFs::lookup(const Caller&, uint64_t parent, const Name& 
         return Entry{kRootNodeId, 0, *st};
     }
     if (!valid_name(name.view())) return fail(EINVAL);
-    return lookup_in(**dir, name);
+    return lookup_in(**dir, name, listed_ino);
 }
 
 void PassthroughFs::forget(uint64_t node, uint64_t nlookup) {

@@ -51,10 +51,10 @@ struct stat VirtualEntriesFs::init_stat() const {
 
 void VirtualEntriesFs::destroy() { inner_->destroy(); }
 
-Result<Entry> VirtualEntriesFs::lookup(const Caller& c, uint64_t parent, const Name& name) {
+Result<Entry> VirtualEntriesFs::lookup(const Caller& c, uint64_t parent, const Name& name, uint64_t listed_ino) {
     if (is_init(parent)) return fail(ENOTDIR);
     if (names_init(parent, name)) return Entry{kInitNodeId, 0, init_stat()};  // no count: it never goes away
-    return inner_->lookup(c, parent, name);
+    return inner_->lookup(c, parent, name, listed_ino);
 }
 
 void VirtualEntriesFs::forget(uint64_t node, uint64_t nlookup) {

@@ -35,7 +35,7 @@ public:
     FileSystem& inner() { return *inner_; }
 
     void destroy() override;
-    Result<Entry> lookup(const Caller& c, uint64_t parent, const Name& name) override;
+    Result<Entry> lookup(const Caller& c, uint64_t parent, const Name& name, uint64_t listed_ino = 0) override;
     void forget(uint64_t node, uint64_t nlookup) override;
     Result<struct stat> getattr(uint64_t node, std::optional<uint64_t> fh) override;
     Result<struct stat> setattr(const Caller& c, uint64_t node, const SetAttrRequest& r) override;

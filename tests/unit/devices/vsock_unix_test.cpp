@@ -134,6 +134,30 @@ struct GuestConn {
     }
 };
 
+// A guest with a connect-mode bridge on kPort to a host listener at `path`, connected from
+// guest port `guest_port`; `host` is the host's accepted end.
+struct ConnectedBridge {
+    TempSocketDir tmp;
+    std::string path;
+    int lfd = -1;
+    PollEnv env;
+    VsockGuest g;
+    std::shared_ptr<VsockUnixBridge> bridge;
+    int host = -1;
+
+    ConnectedBridge(const char* name, uint32_t guest_port, int accept_flags = 0) : path(tmp.path(name)) {
+        lfd = listen_unix(path);
+        auto b = VsockUnixBridge::connect_to(env, path);
+        REQUIRE(b.ok());
+        bridge = *b;
+        REQUIRE(g.dev->add_service(kPort, bridge).ok());
+        g.start();
+        g.connect(guest_port);
+        host = ::accept4(lfd, nullptr, nullptr, SOCK_CLOEXEC | accept_flags);
+        REQUIRE(host >= 0);
+    }
+};
+
 }  // namespace
 
 TEST_CASE("vsock: host-initiated streams: REQUEST, then on_connect on RESPONSE or on_close on RST") {
@@ -198,20 +222,9 @@ TEST_CASE("vsock: host-initiated streams: REQUEST, then on_connect on RESPONSE o
 }
 
 TEST_CASE("vsock_unix: a guest connection reaches a host unix socket, both ways, and ends cleanly") {
-    TempSocketDir tmp;
-    const std::string path = tmp.path("svc.sock");
-    int lfd = listen_unix(path);
-    PollEnv env;
-    VsockGuest g;
-    auto bridge = VsockUnixBridge::connect_to(env, path);
-    REQUIRE(bridge.ok());
-    REQUIRE(g.dev->add_service(kPort, *bridge).ok());
-    g.start();
-
-    g.connect(7000);
-    int host = ::accept4(lfd, nullptr, nullptr, SOCK_CLOEXEC);
-    REQUIRE(host >= 0);
-    CHECK((*bridge)->connection_count() == 1);
+    ConnectedBridge cb("svc.sock", 7000);
+    auto& [tmp, path, lfd, env, g, bridge, host] = cb;
+    CHECK(bridge->connection_count() == 1);
 
     g.send(g.hdr(kOpRw, 7000), "hello host");
     CHECK(read_some(host) == "hello host");
@@ -233,7 +246,7 @@ TEST_CASE("vsock_unix: a guest connection reaches a host unix socket, both ways,
     }
     CHECK(gc.ops.back() == kOpShutdown);
     g.send(g.hdr(kOpRst, 7000));
-    CHECK((*bridge)->connection_count() == 0);
+    CHECK(bridge->connection_count() == 0);
     CHECK(env.count() == 0);
 
     // Nobody listening any more: the guest's connection is accepted and shut at once.
@@ -245,7 +258,7 @@ TEST_CASE("vsock_unix: a guest connection reaches a host unix socket, both ways,
     REQUIRE(pkts.size() == 2);
     CHECK(pkts[0].h.op == kOpResponse);
     CHECK(pkts[1].h.op == kOpShutdown);
-    CHECK((*bridge)->connection_count() == 0);
+    CHECK(bridge->connection_count() == 0);
 }
 
 TEST_CASE("vsock_unix: a host client reaches a guest listener (listen mode)") {
@@ -301,18 +314,8 @@ TEST_CASE("vsock_unix: a host client reaches a guest listener (listen mode)") {
 }
 
 TEST_CASE("vsock_unix: back-pressure both ways keeps host memory bounded and loses nothing") {
-    TempSocketDir tmp;
-    const std::string path = tmp.path("bp.sock");
-    int lfd = listen_unix(path);
-    PollEnv env;
-    VsockGuest g;
-    auto bridge = VsockUnixBridge::connect_to(env, path);
-    REQUIRE(bridge.ok());
-    REQUIRE(g.dev->add_service(kPort, *bridge).ok());
-    g.start();
-    g.connect(7100);
-    int host = ::accept4(lfd, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
-    REQUIRE(host >= 0);
+    ConnectedBridge cb("bp.sock", 7100, SOCK_NONBLOCK);
+    auto& [tmp, path, lfd, env, g, bridge, host] = cb;
     int small = 4096;
     ::setsockopt(host, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
 
