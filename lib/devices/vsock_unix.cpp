@@ -119,17 +119,19 @@ void VsockUnixBridge::on_connect(VsockStream& stream) {
 }
 
 void VsockUnixBridge::on_data(VsockStream& stream, std::span<const uint8_t> bytes) {
-    Pipe* p = find(stream);
-    if (!p) {
+    auto it = ids_.find(&stream);
+    if (it == ids_.end()) {
         stream.consumed(bytes.size());  // nobody to give them to
         return;
     }
     // The guest cannot send past its window, so the backlog stays below one window
     // (VsockDevice::kBufAlloc): nothing more is credited until the socket takes bytes.
-    p->backlog.insert(p->backlog.end(), bytes.begin(), bytes.end());
-    flush_backlog(*p);
-    if (auto it = ids_.find(&stream); it != ids_.end() && pipes_.contains(it->second))
-        update_watch(it->second, pipes_.at(it->second));
+    // flush_backlog never drops the pipe, so `p` stays valid.
+    const uint64_t id = it->second;
+    Pipe& p = pipes_.at(id);
+    p.backlog.insert(p.backlog.end(), bytes.begin(), bytes.end());
+    flush_backlog(p);
+    update_watch(id, p);
 }
 
 void VsockUnixBridge::on_close(VsockStream& stream) {

@@ -26,24 +26,4 @@ Result<PortForward> parse_port_forward(std::string_view spec) {
     return PortForward{static_cast<uint16_t>(host), static_cast<uint16_t>(guest)};
 }
 
-Result<VsockPort> parse_vsock_port(std::string_view spec) {
-    const std::string shown(spec);
-    auto bad = [&](const std::string& why) {
-        return make_error(EINVAL, "vsock port \"" + shown + "\": " + why +
-                                      "; use PORT:PATH or PORT:PATH:listen, e.g. 5000:/run/app.sock");
-    };
-    size_t colon = spec.find(':');
-    uint64_t port = 0;
-    if (colon == std::string_view::npos || !parse_number(spec.substr(0, colon), 1, 0xfffffffe, port))
-        return bad("PORT must be a number from 1 to 4294967294");
-    std::string_view path = spec.substr(colon + 1);
-    bool listen = false;
-    if (path.ends_with(":listen")) {
-        listen = true;
-        path.remove_suffix(7);
-    }
-    if (path.empty()) return bad("PATH is empty");
-    return VsockPort{static_cast<uint32_t>(port), std::string(path), listen};
-}
-
 }  // namespace krunlet

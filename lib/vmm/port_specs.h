@@ -1,6 +1,5 @@
-// The textual forms users give for ports: "HOST:GUEST" (krun_set_port_map, --publish) and
-// "PORT:PATH[:listen]" (--vsock-port). Shared by the C API and the CLI so both say the same
-// thing about a bad value.
+// The textual form users give for published ports: "HOST:GUEST" (krun_set_port_map; the
+// CLI's --publish values reach it unchanged, so both say the same thing about a bad value).
 #pragma once
 
 #include <string_view>
@@ -12,8 +11,5 @@ namespace krunlet {
 
 // "8080:80": host TCP port 8080 to guest port 80, both 1..65535.
 Result<PortForward> parse_port_forward(std::string_view spec);
-
-// "5000:/run/app.sock" (guest connects out) or "5000:/run/app.sock:listen" (host clients in).
-Result<VsockPort> parse_vsock_port(std::string_view spec);
 
 }  // namespace krunlet

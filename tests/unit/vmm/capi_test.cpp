@@ -184,3 +184,27 @@ TEST_CASE("krun_start_enter refuses a guest mount of a tag no share has") {
     std::string err = capture_stderr([&] { CHECK(krun_start_enter(id) == -EINVAL); });
     CHECK(err.find("no virtio-fs share has the tag 'missing'") != std::string::npos);
 }
+
+TEST_CASE("ports: krun_set_port_map, krun_add_vsock_port(2) and krunlet_set_net check their arguments") {
+    int32_t ctx = krun_create_ctx();
+    REQUIRE(ctx >= 0);
+    auto id = uint32_t(ctx);
+    const char* good[] = {"8080:80", "1:65535", nullptr};
+    CHECK(krun_set_port_map(id, good) == 0);
+    for (const char* bad : {"8080", "0:80", "65536:80", "80:", ":80", "8080:80x", "a:b"}) {
+        CAPTURE(bad);
+        const char* map[] = {bad, nullptr};
+        CHECK(krun_set_port_map(id, map) == -EINVAL);
+    }
+    CHECK(krun_add_vsock_port(id, 5000, "/tmp/a.sock") == 0);
+    CHECK(krun_add_vsock_port(id, 5000, "/tmp/b.sock") == -EEXIST);       // the port is taken
+    CHECK(krun_add_vsock_port2(id, 5000, "/tmp/c.sock", true) == 0);      // listening is another direction
+    CHECK(krun_add_vsock_port2(id, 5001, "/tmp/a.sock", false) == -EEXIST);  // the path is taken
+    CHECK(krun_add_vsock_port(id, 1024, "/tmp/d.sock") == -EINVAL);       // krunlet's control port
+    CHECK(krun_add_vsock_port(id, 5002, "") == -EINVAL);
+    CHECK(krun_add_vsock_port(id, 5002, std::string(200, 'x').c_str()) == -ENAMETOOLONG);
+    CHECK(krunlet_set_net(id, "none") == 0);
+    CHECK(krunlet_set_net(id, "tap") == -EINVAL);
+    CHECK(krun_set_port_map(999999, good) == -ENOENT);
+    CHECK(krun_free_ctx(id) == 0);
+}
