@@ -67,11 +67,14 @@ bool decode_time(uint64_t sec, uint32_t nsec, timespec& out) {
 
 Dispatcher::Dispatcher(FileSystem& fs, DispatchConfig cfg) : fs_(fs), cfg_(cfg), times_(times_for(cfg)) {}
 
-size_t Dispatcher::dispatch(const fuse_in_header& h, std::span<const uint8_t> args, ReplyWriter& w) {
-    Req r{h, Caller{h.uid, h.gid, h.pid}, ArgReader(args), w};
+size_t Dispatcher::dispatch(const fuse_in_header& h, std::span<const uint8_t> args, ReplyWriter& w,
+                             std::span<const struct iovec> tail) {
+    Req r{h, Caller{h.uid, h.gid, h.pid}, ArgReader(args), w, tail};
     int rc;
     if (!w.header_fits() && !has_no_reply(h.opcode)) {
         return 0;  // no way to answer: don't act either
+    } else if (!tail.empty() && h.opcode != FUSE_WRITE) {
+        rc = EINVAL;  // only a WRITE payload may stay in guest memory
     } else if (h.opcode != FUSE_INIT && !has_no_reply(h.opcode) && !initialized_.load(std::memory_order_acquire)) {
         rc = EIO;  // the protocol starts with INIT (and starts again after DESTROY)
     } else if (cfg_.read_only && is_mutating(h.opcode)) {
@@ -179,6 +182,7 @@ int Dispatcher::op_init(Req& r) {
     out.time_gran = 1;  // nanosecond timestamps
     out.max_pages = kMaxPages;
     r.w.append_obj(out);
+    fs_.mounted();
     minor_.store(out.minor, std::memory_order_relaxed);
     initialized_.store(true, std::memory_order_release);
     return 0;

@@ -50,7 +50,10 @@ public:
 
     // One request whose header the caller has validated. `args` are the bytes after the header,
     // without extension headers (guest-controlled). Returns the reply length (0: no reply).
-    size_t dispatch(const fuse_in_header& h, std::span<const uint8_t> args, ReplyWriter& w);
+    // `tail`: the request's bytes after `args` that were left in guest memory (only a WRITE
+    // payload; see Server::handle).
+    size_t dispatch(const fuse_in_header& h, std::span<const uint8_t> args, ReplyWriter& w,
+                    std::span<const struct iovec> tail = {});
 
     static constexpr int kNoReply = -1;
 
@@ -60,6 +63,7 @@ private:
         Caller caller;
         ArgReader args;
         ReplyWriter& w;
+        std::span<const struct iovec> tail;  // a WRITE payload left in guest memory
     };
     // Each handler returns 0 (reply built in r.w), a positive errno, or kNoReply.
     int op_init(Req& r);

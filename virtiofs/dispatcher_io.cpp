@@ -36,7 +36,7 @@ public:
             // the name without instantiating an inode for it.
             fuse_entry_out eo{};
             bool dots = name == "." || name == "..";
-            auto e = dots ? Result<Entry>(fail(EINVAL)) : fs_.lookup(caller_, dir_, name, ino);
+            auto e = dots ? Result<Entry>(fail(EINVAL)) : fs_.lookup(caller_, dir_, name);
             if (e) {
                 encode_entry(*e, times_, eo);
             } else {
@@ -124,9 +124,22 @@ int Dispatcher::op_read(Req& r) {
 
 int Dispatcher::op_write(Req& r) {
     fuse_write_in in;
-    std::span<const uint8_t> data;
+    if (!r.args.read(in)) return EINVAL;
     // The payload must be exactly in.size bytes: more or fewer means the request is garbled.
-    if (!r.args.read(in) || !r.args.take(in.size, data) || !r.args.at_end()) return EINVAL;
+    // It follows the arguments, or it was left in guest memory (r.tail).
+    iovec contiguous{};
+    std::span<const iovec> data = r.tail;
+    if (r.tail.empty()) {
+        std::span<const uint8_t> bytes;
+        if (!r.args.take(in.size, bytes)) return EINVAL;
+        contiguous = iovec{const_cast<uint8_t*>(bytes.data()), bytes.size()};  // only read by pwritev
+        data = std::span(&contiguous, 1);
+    } else {
+        size_t tail_bytes = 0;
+        for (const iovec& v : r.tail) tail_bytes += v.iov_len;
+        if (tail_bytes != in.size) return EINVAL;
+    }
+    if (!r.args.at_end()) return EINVAL;
     if (r.w.remaining() < sizeof(fuse_write_out)) return kReplyTooBig;
     auto n = fs_.write(r.h.nodeid, in.fh, in.offset, data);
     if (!n) return n.error().code;

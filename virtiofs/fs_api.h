@@ -106,12 +106,13 @@ public:
 
     // DESTROY: forget every inode and handle except the root.
     virtual void destroy() = 0;
+    // INIT: the guest mounted the filesystem. A backend samples here what may change between
+    // setup and boot (the VMM's credentials: it may drop privileges after making devices).
+    virtual void mounted() {}
 
     // Name lookups. A successful lookup/mknod/mkdir/symlink/link/create counts one reference
-    // that forget() drops again.
-    // `listed_ino`: READDIRPLUS passes the entry's d_ino (0 otherwise), so a backend can skip
-    // work for objects it cannot know yet.
-    virtual Result<Entry> lookup(const Caller& c, uint64_t parent, const Name& name, uint64_t listed_ino = 0) = 0;
+    // that forget() drops again. READDIRPLUS looks up every entry it returns.
+    virtual Result<Entry> lookup(const Caller& c, uint64_t parent, const Name& name) = 0;
     virtual void forget(uint64_t node, uint64_t nlookup) = 0;
 
     virtual Result<struct stat> getattr(uint64_t node, std::optional<uint64_t> fh) = 0;
@@ -144,7 +145,9 @@ public:
     virtual Result<OpenFile> open(const Caller& c, uint64_t node, uint32_t flags) = 0;
     // Reads up to the total length of `dst` at `offset`; a short count means end of file.
     virtual Result<size_t> read(uint64_t node, uint64_t fh, uint64_t offset, std::span<const iovec> dst) = 0;
-    virtual Result<size_t> write(uint64_t node, uint64_t fh, uint64_t offset, std::span<const uint8_t> data) = 0;
+    // `data` may point into guest memory (the device leaves a WRITE payload where it is): it is
+    // only ever handed to write(2), never parsed. guest-controlled
+    virtual Result<size_t> write(uint64_t node, uint64_t fh, uint64_t offset, std::span<const struct iovec> data) = 0;
     virtual void release(uint64_t node, uint64_t fh) = 0;
     // The guest's close(2) of one descriptor; `lock_owner` is the closing process's POSIX lock
     // owner, whose locks on the file go with it.

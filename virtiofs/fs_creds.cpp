@@ -30,9 +30,17 @@ bool FsCreds::can_switch() {
     return has(CAP_SETUID) && has(CAP_SETGID);
 }
 
+FsIds FsCreds::current() { return FsIds{current_fsuid(), current_fsgid()}; }
+
 Result<FsCreds> FsCreds::enter(bool enabled, uid_t uid, gid_t gid) {
+    // Asked again each time: the VMM may have dropped to an unprivileged user
+    // since the server started (krun_setuid), and then files get its ids.
+    return enter(enabled && can_switch(), uid, gid, current());
+}
+
+Result<FsCreds> FsCreds::enter(bool enabled, uid_t uid, gid_t gid, FsIds own) {
     FsCreds c;
-    if (!enabled) return c;
+    if (!enabled || (uid == own.uid && gid == own.gid)) return c;
     uid_t cur_uid = current_fsuid();
     gid_t cur_gid = current_fsgid();
     if (uid == cur_uid && gid == cur_gid) return c;

@@ -16,16 +16,29 @@
 
 namespace krunlet::fs {
 
+// The ids a thread creates files as.
+struct FsIds {
+    uid_t uid = 0;
+    gid_t gid = 0;
+};
+
 class FsCreds {
 public:
     // Whether this process may switch at all (CAP_SETUID and CAP_SETGID in its effective set).
     // Without them the switch is skipped silently and new files get the server's ids.
     static bool can_switch();
+    // The calling thread's fsuid and fsgid (two system calls).
+    static FsIds current();
 
     // RAII: while alive, the calling thread creates files as uid:gid with no supplementary
     // groups; the destructor restores the thread's previous fsuid, fsgid and groups. When
-    // `enabled` is false, or uid:gid already are the thread's fs ids, nothing changes.
-    // Fails with EPERM if the kernel refuses the switch (the create must then not happen).
+    // `enabled` is false, or uid:gid are `own` (the thread's fs ids, as the caller sampled them
+    // with current(): the server's, since every switch is undone), nothing changes and no
+    // system call is made. Fails with EPERM if the kernel refuses the switch (the create must
+    // then not happen).
+    static Result<FsCreds> enter(bool enabled, uid_t uid, gid_t gid, FsIds own);
+    // The same, asking the kernel for `enabled && can_switch()` and `own` first (three more
+    // system calls): for callers that cannot know whether the process dropped privileges.
     static Result<FsCreds> enter(bool enabled, uid_t uid, gid_t gid);
 
     FsCreds(FsCreds&& o) noexcept;

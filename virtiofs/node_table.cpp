@@ -22,14 +22,47 @@ void InodeTable::set_root(UniqueFd fd, const struct stat& st, uint64_t mnt_id) {
     by_key_[key_of(*root)] = root;
 }
 
-InodeRef InodeTable::get(uint64_t nodeid) const {
+InodeRef InodeTable::get(uint64_t nodeid, PendingName* where) const {
     std::lock_guard lock(mu_);
     auto it = by_id_.find(nodeid);
-    return it == by_id_.end() ? nullptr : it->second;
+    if (it == by_id_.end()) return nullptr;
+    if (where != nullptr && it->second->pending) *where = *it->second->pending;
+    return it->second;
+}
+
+Result<InodeRef> InodeTable::add_unopened(const struct stat& st, uint64_t mnt_id, InodeRef parent,
+                                          std::string name) {
+    std::lock_guard lock(mu_);
+    InodeKey key{st.st_dev, st.st_ino, mnt_id};
+    if (auto it = by_key_.find(key); it != by_key_.end()) {
+        if (it->second != root_) ++it->second->nlookup;
+        return it->second;
+    }
+    if (by_id_.size() >= max_) return fail(ENFILE);
+    auto node = std::make_shared<Inode>();
+    node->pending = std::make_unique<PendingName>(PendingName{std::move(parent), std::move(name)});
+    node->nodeid = next_id_++;
+    node->dev = st.st_dev;
+    node->ino = st.st_ino;
+    node->mnt_id = mnt_id;
+    node->type = st.st_mode & S_IFMT;
+    node->nlookup = 1;
+    by_id_.emplace(node->nodeid, node);
+    by_key_.emplace(key, node);
+    return node;
+}
+
+void InodeTable::adopt(const InodeRef& node, UniqueFd fd) {
+    std::unique_ptr<PendingName> gone;  // its parent reference drops after the lock
+    std::lock_guard lock(mu_);
+    if (node->fd.valid()) return;  // `fd` closes on return: someone opened it first
+    node->fd = std::move(fd);
+    gone = std::move(node->pending);
 }
 
 Result<InodeRef> InodeTable::add_lookup(UniqueFd fd, const struct stat& st, uint64_t mnt_id, bool refused_mount) {
     UniqueFd spare;  // closed after the lock is released
+    std::unique_ptr<PendingName> pending;  // likewise dropped after it
     InodeRef result;
     {
         std::lock_guard lock(mu_);
@@ -38,7 +71,12 @@ Result<InodeRef> InodeTable::add_lookup(UniqueFd fd, const struct stat& st, uint
         if (it != by_key_.end()) {
             result = it->second;
             if (result != root_) ++result->nlookup;
-            spare = std::move(fd);
+            if (result->fd.valid()) {
+                spare = std::move(fd);
+            } else {  // registered unopened: this fresh open by name is as good as any
+                result->fd = std::move(fd);
+                pending = std::move(result->pending);
+            }
         } else {
             if (by_id_.size() >= max_) return fail(ENFILE);
             auto node = std::make_shared<Inode>();
@@ -58,12 +96,25 @@ Result<InodeRef> InodeTable::add_lookup(UniqueFd fd, const struct stat& st, uint
     return result;
 }
 
-InodeRef InodeTable::ref_existing(const InodeKey& key) {
+InodeRef InodeTable::ref_existing(const InodeKey& key, const InodeRef& parent, std::string_view name) {
+    std::unique_ptr<PendingName> old;  // dropped after the lock is released
     std::lock_guard lock(mu_);
     auto it = by_key_.find(key);
     if (it == by_key_.end()) return nullptr;
     if (it->second != root_) ++it->second->nlookup;
+    old = repoint(*it->second, parent, name);
     return it->second;
+}
+
+void InodeTable::moved(const InodeKey& key, const InodeRef& parent, std::string_view name) {
+    std::unique_ptr<PendingName> old;  // dropped after the lock is released
+    std::lock_guard lock(mu_);
+    if (auto it = by_key_.find(key); it != by_key_.end()) old = repoint(*it->second, parent, name);
+}
+
+std::unique_ptr<PendingName> InodeTable::repoint(Inode& n, const InodeRef& parent, std::string_view name) {
+    if (!n.pending || (n.pending->parent == parent && n.pending->name == name)) return nullptr;
+    return std::exchange(n.pending, std::make_unique<PendingName>(PendingName{parent, std::string(name)}));
 }
 
 bool InodeTable::contains(const InodeKey& key) const {
@@ -90,7 +141,7 @@ std::vector<InodeRef> InodeTable::one_per_device() const {
     {
         std::lock_guard lock(mu_);
         for (const auto& [id, n] : by_id_) {
-            if (n->refused_mount || (n->type != S_IFDIR && n->type != S_IFREG)) continue;
+            if (n->refused_mount || n->pending || (n->type != S_IFDIR && n->type != S_IFREG)) continue;
             auto [it, fresh] = pick.emplace(n->dev, n);
             if (!fresh && it->second->type != S_IFDIR && n->type == S_IFDIR) it->second = n;
         }

@@ -1,7 +1,7 @@
 // The passthrough backend's tables: inodes (nodeid → O_PATH fd) and open handles (fh → fd).
 //
-// Both are guarded by their own mutex, held only for map operations, never across a system
-// call on guest data. Entries are shared_ptrs so a request that found an inode or handle keeps
+// Both are guarded by their own mutex, held only for map and field updates, never across a
+// system call. Entries are shared_ptrs so a request that found an inode or handle keeps
 // its fd open even if a concurrent FORGET or RELEASE removes the entry meanwhile.
 #pragma once
 
@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <string>
 #include <unordered_map>
 #include <vector>
 
@@ -21,8 +22,21 @@ namespace krunlet::fs {
 
 // One host object the guest has looked up, keyed by (st_dev, st_ino, mount id): two bind
 // mounts of one directory are two inodes (mounts.h).
+struct Inode;
+using InodeRef = std::shared_ptr<Inode>;
+
+// Where an inode that is not open yet can be found: a name in an open directory.
+struct PendingName {
+    InodeRef parent;
+    std::string name;  // one validated component
+};
+
 struct Inode {
-    UniqueFd fd;           // O_PATH | O_NOFOLLOW: names the object, can't do I/O on it
+    // O_PATH | O_NOFOLLOW: names the object, can't do I/O on it. Invalid while the inode is
+    // registered but not opened (see InodeTable::add_unopened); written once, under the
+    // table's mutex, and read only after InodeTable::get() reported the inode open.
+    UniqueFd fd;
+    std::unique_ptr<PendingName> pending;  // set exactly while `fd` is invalid; table mutex
     uint64_t nodeid = 0;
     dev_t dev = 0;
     ino_t ino = 0;
@@ -41,7 +55,6 @@ struct InodeKey {
     uint64_t mnt_id = 0;
     bool operator==(const InodeKey&) const = default;
 };
-using InodeRef = std::shared_ptr<Inode>;
 
 class InodeTable {
 public:
@@ -51,17 +64,33 @@ public:
     void set_root(UniqueFd fd, const struct stat& st, uint64_t mnt_id);
     InodeRef root() const { return root_; }
 
-    // nullptr when the guest names a node it never looked up (or already forgot).
-    InodeRef get(uint64_t nodeid) const;
+    // nullptr when the guest names a node it never looked up (or already forgot). When the
+    // inode is not open yet and `where` is given, *where receives where to open it (else
+    // where->parent stays null).
+    InodeRef get(uint64_t nodeid, PendingName* where = nullptr) const;
+
+    // Counts one lookup of an object found by a stat of `name` in `parent`, without opening
+    // it: a READDIRPLUS of a fresh tree then costs one statx per entry instead of an open and
+    // a statx, and the guest usually never uses most entries. The first request that needs
+    // the inode's fd opens it by name (PassthroughFs::any_node) and adopt()s the fd. If the
+    // object is already known, that entry gains the reference.
+    Result<InodeRef> add_unopened(const struct stat& st, uint64_t mnt_id, InodeRef parent, std::string name);
+    // Gives an unopened inode its O_PATH fd (ignored, and `fd` closed, if it has one already).
+    void adopt(const InodeRef& node, UniqueFd fd);
 
     // Counts one lookup of the object `fd` (an O_PATH fd) refers to. If the object is already
-    // known, that entry gains the reference and `fd` is closed; otherwise `fd` becomes a new
-    // entry (marked `refused_mount` as asked). ENFILE when the table is full.
+    // known, that entry gains the reference and `fd` is closed (or adopted, if that entry is
+    // not open yet); otherwise `fd` becomes a new entry (marked `refused_mount` as asked).
+    // ENFILE when the table is full.
     Result<InodeRef> add_lookup(UniqueFd fd, const struct stat& st, uint64_t mnt_id, bool refused_mount = false);
 
     // Counts one lookup of an object that is already in the table, found by its key without
     // opening it; nullptr if it isn't known (then the caller opens it and uses add_lookup).
-    InodeRef ref_existing(const InodeKey& key);
+    // The lookup found it as `name` in `parent`: if it is not open yet, that is where it will
+    // be opened from (it may have been renamed since it was registered).
+    InodeRef ref_existing(const InodeKey& key, const InodeRef& parent, std::string_view name);
+    // The object `key` is now `name` in `parent` (a rename): no reference is counted.
+    void moved(const InodeKey& key, const InodeRef& parent, std::string_view name);
     // Whether `key` is in the table (no reference is taken).
     bool contains(const InodeKey& key) const;
 
@@ -69,8 +98,8 @@ public:
     // are ignored, as the protocol gives FORGET no reply to carry an error.
     bool forget(uint64_t nodeid, uint64_t n);
 
-    // One live inode per filesystem (st_dev) that can be reopened, preferring directories;
-    // refused mounts, symlinks and special files are skipped. For SYNCFS.
+    // One live, open inode per filesystem (st_dev) that can be reopened, preferring
+    // directories; refused mounts, symlinks and special files are skipped. For SYNCFS.
     std::vector<InodeRef> one_per_device() const;
 
     // Forgets everything but the root (DESTROY).
@@ -84,6 +113,9 @@ private:
         }
     };
     static InodeKey key_of(const Inode& n) { return InodeKey{n.dev, n.ino, n.mnt_id}; }
+    // With mu_ held: point an unopened `n` at `name` in `parent`; returns what it replaced,
+    // for the caller to drop after the lock.
+    static std::unique_ptr<PendingName> repoint(Inode& n, const InodeRef& parent, std::string_view name);
 
     mutable std::mutex mu_;
     size_t max_;

@@ -16,7 +16,13 @@
 //   - Extended attribute names are mapped by xattr_policy.h (trusted.* and LSM labels are
 //     kept apart from the host's own).
 //   - O_TMPFILE (FUSE_TMPFILE) opens an unnamed file in the directory; LINK names it.
-//   - Inodes are keyed by (dev, ino, mount id). A LOOKUP that crosses into a mount of a
+//   - Inodes are keyed by (dev, ino, mount id) and hold an O_PATH fd. A file (anything but a
+//     directory) that LOOKUP, READDIRPLUS or CREATE finds by name on its directory's own mount
+//     is registered with that name instead, and opened on the first request that needs its
+//     fd: one statx per name for a walk, `stat` or `unlink`. If its name no longer leads to
+//     it by then (a host-side rename), that request gets ESTALE, and the guest's VFS looks the
+//     path up again, which repoints it. Renames through the server repoint it at once.
+//     Directories are opened at once: they are long-lived handles (working directories). A LOOKUP that crosses into a mount of a
 //     pseudo filesystem (procfs, sysfs, devtmpfs, ...) does not enter it: the guest sees an
 //     empty directory there that every change refuses with EACCES (mounts.h says why).
 //   - Locks (host lock policy only): POSIX locks are OFD locks on one descriptor per (inode,
@@ -33,6 +39,7 @@
 #include <string>
 
 #include "virtiofs/fs_api.h"
+#include "virtiofs/fs_creds.h"
 #include "virtiofs/host_path.h"
 #include "virtiofs/lock_table.h"
 #include "virtiofs/mounts.h"
@@ -53,7 +60,8 @@ public:
     static Result<std::unique_ptr<PassthroughFs>> create(const PassthroughConfig& cfg);
 
     void destroy() override;
-    Result<Entry> lookup(const Caller& c, uint64_t parent, const Name& name, uint64_t listed_ino = 0) override;
+    void mounted() override;  // samples the credentials (fs_creds.h)
+    Result<Entry> lookup(const Caller& c, uint64_t parent, const Name& name) override;
     void forget(uint64_t node, uint64_t nlookup) override;
     Result<struct stat> getattr(uint64_t node, std::optional<uint64_t> fh) override;
     Result<struct stat> setattr(const Caller& c, uint64_t node, const SetAttrRequest& r) override;
@@ -75,7 +83,7 @@ public:
                         uint32_t flags) override;
     Result<OpenFile> open(const Caller& c, uint64_t node, uint32_t flags) override;
     Result<size_t> read(uint64_t node, uint64_t fh, uint64_t offset, std::span<const iovec> dst) override;
-    Result<size_t> write(uint64_t node, uint64_t fh, uint64_t offset, std::span<const uint8_t> data) override;
+    Result<size_t> write(uint64_t node, uint64_t fh, uint64_t offset, std::span<const struct iovec> data) override;
     void release(uint64_t node, uint64_t fh) override;
     Result<void> flush(uint64_t node, uint64_t fh, uint64_t lock_owner) override;
     Result<void> fsync(uint64_t node, uint64_t fh, bool datasync) override;
@@ -106,15 +114,23 @@ public:
 private:
     PassthroughFs(const PassthroughConfig& cfg, HostPaths paths, Mounts mounts, bool switch_creds);
 
-    // The inode behind a node id: ESTALE if unknown. node() and dir_node() also refuse a
-    // refused mount point with EACCES, so every op that would use its fd stops there; only the
-    // ops that can answer for an empty directory use any_node().
-    Result<InodeRef> any_node(uint64_t nodeid) const;
-    Result<InodeRef> node(uint64_t nodeid) const;
-    Result<InodeRef> dir_node(uint64_t nodeid) const;  // plus ENOTDIR if not a directory
+    // The inode behind a node id, with its fd open: ESTALE if unknown, or if it was
+    // registered unopened and its name no longer leads to it (the guest's VFS then looks the
+    // path up again and retries). node() and dir_node() also refuse a refused mount point with
+    // EACCES, so every op that would use its fd stops there; only the ops that can answer for
+    // an empty directory use any_node().
+    Result<InodeRef> any_node(uint64_t nodeid);
+    Result<InodeRef> node(uint64_t nodeid);
+    Result<InodeRef> dir_node(uint64_t nodeid);  // plus ENOTDIR if not a directory
+    // After a rename: if the object now named `name` in `dir` is held unopened, that is
+    // where to open it from.
+    void moved_to(const InodeRef& dir, const Name& name);
+    // Opens an inode registered by InodeTable::add_unopened where `where` says it is.
+    Result<void> open_pending(const InodeRef& n, const PendingName& where);
     Result<HandleRef> file(uint64_t fh) const;     // EBADF if unknown
-    // Opens `name` in `dir` as O_PATH and counts one lookup of it (see lookup() for listed_ino).
-    Result<Entry> lookup_in(const Inode& dir, const Name& name, uint64_t listed_ino = 0);
+    // Counts one lookup of `name` in `dir`: one stat by name, and an O_PATH open only for
+    // directories and mount points the table does not hold yet (see lookup_in).
+    Result<Entry> lookup_in(const InodeRef& dir, const Name& name);
     Result<Entry> open_and_register(const Inode& dir, const Name& name);
     // Counts one lookup of the object behind O_PATH fd `fd`, found in `dir`. Applies the mount
     // policy when `ms` lies on another mount than `dir`.
@@ -122,8 +138,10 @@ private:
     // After a create: registers the new object and repairs its permission bits.
     Result<Entry> finish_create(const Inode& dir, const Name& name, mode_t want_perm);
     // After create/tmpfile: registers the open file `fd` as a handle and its inode as one
-    // lookup, repairing the permission bits of a new file (`created`).
-    Result<Created> register_open(UniqueFd fd, bool created, mode_t perm);
+    // lookup, repairing the permission bits of a new file (`created`). `dir` and `name`: where
+    // it was opened, if it has a name.
+    Result<Created> register_open(UniqueFd fd, bool created, mode_t perm, const InodeRef* dir = nullptr,
+                                  const Name* name = nullptr);
     Result<UniqueFd> open_for_io(const Inode& inode, int flags) const;
     Result<void> check_writable() const;  // EROFS on a read-only share
     Result<void> set_flock(Handle& h, uint32_t type, bool wait);
@@ -138,7 +156,8 @@ private:
     LockTable locks_{handles_};  // after handles_: it gives its budget back on destruction
     bool read_only_;
     bool host_locks_;
-    bool switch_creds_;  // the process holds CAP_SETUID/CAP_SETGID
+    bool switch_creds_;  // the process holds CAP_SETUID/CAP_SETGID (sampled at INIT)
+    FsIds own_ids_;      // the server's fsuid/fsgid (likewise)
 };
 
 // The most one COPY_FILE_RANGE copies (the reply then reports a short count).

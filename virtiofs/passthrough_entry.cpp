@@ -53,7 +53,15 @@ PassthroughFs::PassthroughFs(const PassthroughConfig& cfg, HostPaths paths, Moun
       handles_(cfg.max_handles),
       read_only_(cfg.read_only),
       host_locks_(cfg.host_locks),
-      switch_creds_(switch_creds) {}
+      switch_creds_(switch_creds),
+      own_ids_(FsCreds::current()) {}
+
+void PassthroughFs::mounted() {
+    // The VMM may have dropped privileges (krun_setuid) after this server was made and before
+    // the guest mounted it; it does so before any vCPU runs, so INIT sees the final state.
+    switch_creds_ = FsCreds::can_switch();
+    own_ids_ = FsCreds::current();
+}
 
 void PassthroughFs::destroy() {
     handles_.clear();
@@ -61,25 +69,39 @@ void PassthroughFs::destroy() {
     inodes_.clear();
 }
 
-Result<InodeRef> PassthroughFs::any_node(uint64_t nodeid) const {
-    InodeRef n = inodes_.get(nodeid);
+Result<InodeRef> PassthroughFs::any_node(uint64_t nodeid) {
+    PendingName where;
+    InodeRef n = inodes_.get(nodeid, &where);
     if (!n) return fail(ESTALE);
+    if (where.parent) KRUNLET_CHECK(open_pending(n, where));
     return n;
 }
 
-Result<InodeRef> PassthroughFs::node(uint64_t nodeid) const {
-    InodeRef n = inodes_.get(nodeid);
-    if (!n) return fail(ESTALE);
-    if (n->refused_mount) return fail(EACCES);
+Result<InodeRef> PassthroughFs::node(uint64_t nodeid) {
+    auto n = any_node(nodeid);
+    if (n && (*n)->refused_mount) return fail(EACCES);
     return n;
 }
 
-Result<InodeRef> PassthroughFs::dir_node(uint64_t nodeid) const {
-    InodeRef n = inodes_.get(nodeid);
-    if (!n) return fail(ESTALE);
-    if (n->type != S_IFDIR) return fail(ENOTDIR);
-    if (n->refused_mount) return fail(EACCES);
+Result<InodeRef> PassthroughFs::dir_node(uint64_t nodeid) {
+    auto n = any_node(nodeid);
+    if (n && (*n)->type != S_IFDIR) return fail(ENOTDIR);
+    if (n && (*n)->refused_mount) return fail(EACCES);
     return n;
+}
+
+Result<void> PassthroughFs::open_pending(const InodeRef& n, const PendingName& where) {
+    // The name was validated when it was registered; a lookup that found the object under
+    // another name since has moved `where` there (InodeTable::ref_existing).
+    auto fd = paths_.open_child(where.parent->fd.get(), Name::trusted(where.name), O_PATH);
+    if (!fd) return fail(fd.error().code == ENOENT ? ESTALE : fd.error().code);
+    auto ms = mounts_.stat_fd(fd->get());
+    if (!ms) return ms.error();
+    // Only the object that was registered: after a rename on the host the name may now lead
+    // to another one (or onto another mount, whose policy only register_node applies).
+    if (ms->st.st_dev != n->dev || ms->st.st_ino != n->ino || ms->mnt_id != n->mnt_id) return fail(ESTALE);
+    inodes_.adopt(n, std::move(*fd));
+    return {};
 }
 
 Result<HandleRef> PassthroughFs::file(uint64_t fh) const {
@@ -93,24 +115,28 @@ Result<void> PassthroughFs::check_writable() const {
     return {};
 }
 
-Result<Entry> PassthroughFs::lookup_in(const Inode& dir, const Name& name, uint64_t listed_ino) {
-    // A READDIRPLUS entry whose d_ino the table does not hold on the directory's filesystem
-    // is new to the guest (a walk of a fresh tree): the fast path below could only cost a
-    // syscall, so go straight to opening it. (A mount point lists the ino of the directory
-    // under it; it then takes the slow path, which is merely slower.)
-    if (listed_ino != 0 && !inodes_.contains(InodeKey{dir.dev, static_cast<ino_t>(listed_ino), dir.mnt_id}))
-        return open_and_register(dir, name);
-    // Fast path for objects the guest already knows: a no-follow stat of the one component
-    // (with its mount id), and if that key is in the table, no new fd is needed. statx with
+Result<Entry> PassthroughFs::lookup_in(const InodeRef& dir, const Name& name) {
+    // One no-follow stat by name gives the attributes and the key. statx with
     // AT_SYMLINK_NOFOLLOW on a validated single component cannot leave `dir`; at a mount point
-    // it reports the mounted root, which is the object the table knows by that key.
-    auto pre = mounts_.stat_at(dir.fd.get(), name.c_str());
-    if (!pre) return pre.error();
-    if (pre->mnt_id != kUnknownMount) {
-        if (InodeRef known = inodes_.ref_existing(InodeKey{pre->st.st_dev, pre->st.st_ino, pre->mnt_id}))
-            return Entry{known->nodeid, 0, known->refused_mount ? refused_mount_attr(pre->st) : pre->st};
+    // it reports the mounted root, the object the table knows by that key.
+    auto st = mounts_.stat_at(dir->fd.get(), name.c_str());
+    if (!st) return st.error();
+    if (st->mnt_id == kUnknownMount) return open_and_register(*dir, name);
+    // Known to the guest already: no new fd.
+    if (InodeRef known = inodes_.ref_existing(InodeKey{st->st.st_dev, st->st.st_ino, st->mnt_id}, dir, name.view()))
+        return Entry{known->nodeid, 0, known->refused_mount ? refused_mount_attr(st->st) : st->st};
+    // New, and not a directory, on the directory's own mount: registered without opening it
+    // (InodeTable::add_unopened). A walk, a `stat` of many files or an unlink then costs one
+    // system call per name, and the first request that needs the fd opens it (any_node).
+    // Directories are opened now: they outlive most names (a working directory, openat
+    // bases), so a host-side rename later must not leave the guest with ESTALE. A mount
+    // point needs an fd for its policy (register_node).
+    if (st->mnt_id == dir->mnt_id && !S_ISDIR(st->st.st_mode)) {
+        auto inode = inodes_.add_unopened(st->st, st->mnt_id, dir, std::string(name.view()));
+        if (!inode) return inode.error();
+        return Entry{(*inode)->nodeid, 0, st->st};
     }
-    return open_and_register(dir, name);
+    return open_and_register(*dir, name);
 }
 
 Result<Entry> PassthroughFs::open_and_register(const Inode& dir, const Name& name) {
@@ -151,7 +177,7 @@ Result<Entry> PassthroughFs::finish_create(const Inode& dir, const Name& name, m
     return register_node(dir, std::move(*fd), *ms);
 }
 
-Result<Entry> PassthroughFs::lookup(const Caller&, uint64_t parent, const Name& name, uint64_t listed_ino) {
+Result<Entry> PassthroughFs::lookup(const Caller&, uint64_t parent, const Name& name) {
     auto dir = any_node(parent);
     if (!dir) return dir.error();
     if ((*dir)->type != S_IFDIR) return fail(ENOTDIR);
@@ -163,7 +189,7 @@ Result<Entry> PassthroughFs::lookup(const Caller&, uint64_t parent, const Name& 
         return Entry{kRootNodeId, 0, *st};
     }
     if (!valid_name(name.view())) return fail(EINVAL);
-    return lookup_in(**dir, name, listed_ino);
+    return lookup_in(*dir, name);
 }
 
 void PassthroughFs::forget(uint64_t node, uint64_t nlookup) {
@@ -195,7 +221,7 @@ Result<Entry> PassthroughFs::mknod(const Caller& c, uint64_t parent, const Name&
     // in the share for whoever on the host opens it later. The guest has its own devtmpfs.
     if ((type == S_IFCHR || type == S_IFBLK) && (type != S_IFCHR || rdev != 0)) return fail(EPERM);
     mode_t perm = mode & 07777 & ~umask;
-    auto creds = FsCreds::enter(switch_creds_, c.uid, c.gid);
+    auto creds = FsCreds::enter(switch_creds_, c.uid, c.gid, own_ids_);
     if (!creds) return fail(creds.error().code);
     if (::mknodat((*dir)->fd.get(), name.c_str(), type | perm, rdev) != 0) return fail(errno);
     return finish_create(**dir, name, perm);
@@ -208,7 +234,7 @@ Result<Entry> PassthroughFs::mkdir(const Caller& c, uint64_t parent, const Name&
     if (!dir) return dir.error();
     if (!valid_name(name.view())) return fail(EINVAL);
     mode_t perm = mode & 07777 & ~umask;
-    auto creds = FsCreds::enter(switch_creds_, c.uid, c.gid);
+    auto creds = FsCreds::enter(switch_creds_, c.uid, c.gid, own_ids_);
     if (!creds) return fail(creds.error().code);
     if (::mkdirat((*dir)->fd.get(), name.c_str(), perm) != 0) return fail(errno);
     return finish_create(**dir, name, perm);
@@ -222,7 +248,7 @@ Result<Entry> PassthroughFs::symlink(const Caller& c, uint64_t parent, const Nam
     if (!valid_name(name.view())) return fail(EINVAL);
     // The target is stored verbatim and never followed here; it only has to be a valid path.
     if (target.empty() || target.size() >= PATH_MAX) return fail(EINVAL);
-    auto creds = FsCreds::enter(switch_creds_, c.uid, c.gid);
+    auto creds = FsCreds::enter(switch_creds_, c.uid, c.gid, own_ids_);
     if (!creds) return fail(creds.error().code);
     if (::symlinkat(target.data(), (*dir)->fd.get(), name.c_str()) != 0) return fail(errno);
     return finish_create(**dir, name, 0777);
@@ -245,7 +271,7 @@ Result<Entry> PassthroughFs::link(const Caller&, uint64_t nodeid, uint64_t newpa
         if (::linkat(AT_FDCWD, HostPaths::proc_path(src).c_str(), dst, newname.c_str(), AT_SYMLINK_FOLLOW) != 0)
             return fail(errno);
     }
-    return lookup_in(**dir, newname);
+    return lookup_in(*dir, newname);
 }
 
 Result<Created> PassthroughFs::create(const Caller& c, uint64_t parent, const Name& name, uint32_t flags,
@@ -258,7 +284,7 @@ Result<Created> PassthroughFs::create(const Caller& c, uint64_t parent, const Na
     if (oflags < 0) return fail(EINVAL);
     mode_t perm = mode & 07777 & ~umask;
 
-    auto creds = FsCreds::enter(switch_creds_, c.uid, c.gid);
+    auto creds = FsCreds::enter(switch_creds_, c.uid, c.gid, own_ids_);
     if (!creds) return fail(creds.error().code);
     // O_EXCL first: a plain O_CREAT would open whatever already sits under the name — a FIFO
     // or a device node included. Only a regular file that already exists is reopened.
@@ -279,7 +305,7 @@ Result<Created> PassthroughFs::create(const Caller& c, uint64_t parent, const Na
         fd = paths_.reopen(existing->get(), oflags);
     }
     if (!fd) return fd.error();
-    return register_open(std::move(*fd), created, perm);
+    return register_open(std::move(*fd), created, perm, &*dir, &name);
 }
 
 Result<Created> PassthroughFs::tmpfile(const Caller& c, uint64_t parent, uint32_t flags, uint32_t mode,
@@ -292,7 +318,7 @@ Result<Created> PassthroughFs::tmpfile(const Caller& c, uint64_t parent, uint32_
     // O_EXCL keeps the file from ever being linked (open(2)); it is the guest's choice.
     oflags |= O_TMPFILE | O_CLOEXEC | (static_cast<int>(flags) & O_EXCL);
     mode_t perm = mode & 07777 & ~umask;
-    auto creds = FsCreds::enter(switch_creds_, c.uid, c.gid);
+    auto creds = FsCreds::enter(switch_creds_, c.uid, c.gid, own_ids_);
     if (!creds) return fail(creds.error().code);
     // "." of the directory's own fd: no name is resolved, so nothing can lead outside.
     UniqueFd fd(::openat((*dir)->fd.get(), ".", oflags, perm));
@@ -300,7 +326,8 @@ Result<Created> PassthroughFs::tmpfile(const Caller& c, uint64_t parent, uint32_
     return register_open(std::move(fd), true, perm);
 }
 
-Result<Created> PassthroughFs::register_open(UniqueFd fd, bool created, mode_t perm) {
+Result<Created> PassthroughFs::register_open(UniqueFd fd, bool created, mode_t perm, const InodeRef* dir,
+                                             const Name* name) {
     auto ms = mounts_.stat_fd(fd.get());
     if (!ms) return ms.error();
     struct stat& st = ms->st;
@@ -309,14 +336,23 @@ Result<Created> PassthroughFs::register_open(UniqueFd fd, bool created, mode_t p
         if (::fchmod(fd.get(), fixed) != 0) return fail(errno);
         st.st_mode = (st.st_mode & S_IFMT) | fixed;
     }
-    auto opath = paths_.reopen(fd.get(), O_PATH);
-    if (!opath) return opath.error();
+    // The inode: known by the name it was just opened under, it needs no O_PATH fd of its own
+    // until a request uses it without the handle (InodeTable::add_unopened); an unnamed file
+    // (O_TMPFILE), or one bind-mounted onto the name, gets one now.
+    const bool by_name = dir != nullptr && name != nullptr && ms->mnt_id == (*dir)->mnt_id;
+    UniqueFd opath;
+    if (!by_name) {
+        auto r = paths_.reopen(fd.get(), O_PATH);
+        if (!r) return r.error();
+        opath = std::move(*r);
+    }
 
     auto h = std::make_shared<Handle>();
     h->fd = std::move(fd);
     auto fh = handles_.add(std::move(h));
     if (!fh) return fh.error();
-    auto inode = inodes_.add_lookup(std::move(*opath), st, ms->mnt_id);
+    auto inode = by_name ? inodes_.add_unopened(st, ms->mnt_id, *dir, std::string(name->view()))
+                         : inodes_.add_lookup(std::move(opath), st, ms->mnt_id);
     if (!inode) {
         handles_.remove(*fh);
         return inode.error();
@@ -353,7 +389,18 @@ Result<void> PassthroughFs::rename(uint64_t parent, const Name& name, uint64_t n
     if ((flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE | RENAME_WHITEOUT)) != 0) return fail(EINVAL);
     if (::renameat2((*from)->fd.get(), name.c_str(), (*to)->fd.get(), newname.c_str(), flags) != 0)
         return fail(errno);
+    // An object the table holds unopened is now found under the new name (and with EXCHANGE,
+    // the other one under the old name). One stat per side keeps it reachable; were the name
+    // stale, the guest would see ESTALE until its VFS looked the path up again.
+    moved_to(*to, newname);
+    if (flags & RENAME_EXCHANGE) moved_to(*from, name);
     return {};
+}
+
+void PassthroughFs::moved_to(const InodeRef& dir, const Name& name) {
+    auto st = mounts_.stat_at(dir->fd.get(), name.c_str());
+    if (st && st->mnt_id != kUnknownMount)
+        inodes_.moved(InodeKey{st->st.st_dev, st->st.st_ino, st->mnt_id}, dir, name.view());
 }
 
 }  // namespace krunlet::fs

@@ -122,16 +122,21 @@ Result<size_t> PassthroughFs::read(uint64_t, uint64_t fh, uint64_t offset, std::
     return total;
 }
 
-Result<size_t> PassthroughFs::write(uint64_t, uint64_t fh, uint64_t offset, std::span<const uint8_t> data) {
+Result<size_t> PassthroughFs::write(uint64_t, uint64_t fh, uint64_t offset, std::span<const struct iovec> data) {
     if (read_only_) return fail(EROFS);
     auto h = file(fh);
     if (!h) return h.error();
     if ((*h)->dir) return fail(EISDIR);
-    if (!fits_off_t(offset) || !fits_off_t(offset + data.size())) return fail(EFBIG);
+    size_t want = 0;
+    for (const iovec& v : data) want += v.iov_len;
+    if (!fits_off_t(offset) || !fits_off_t(offset + want)) return fail(EFBIG);
+    // A private copy of the iovec array: a short write advances through it.
+    std::vector<struct iovec> rest(data.begin(), data.end());
+    size_t first = 0;
     size_t total = 0;
-    while (total < data.size()) {
-        ssize_t r = ::pwrite((*h)->fd.get(), data.data() + total, data.size() - total,
-                             static_cast<off_t>(offset + total));
+    while (total < want) {
+        int count = static_cast<int>(std::min<size_t>(rest.size() - first, IOV_MAX));
+        ssize_t r = ::pwritev((*h)->fd.get(), rest.data() + first, count, static_cast<off_t>(offset + total));
         if (r < 0) {
             if (errno == EINTR) continue;
             if (total > 0) break;  // a short write (e.g. ENOSPC midway) reports the part written
@@ -139,6 +144,14 @@ Result<size_t> PassthroughFs::write(uint64_t, uint64_t fh, uint64_t offset, std:
         }
         if (r == 0) break;
         total += static_cast<size_t>(r);
+        for (auto left = static_cast<size_t>(r); left > 0 && first < rest.size();) {
+            iovec& v = rest[first];
+            size_t step = std::min(left, v.iov_len);
+            v.iov_base = static_cast<uint8_t*>(v.iov_base) + step;
+            v.iov_len -= step;
+            left -= step;
+            if (v.iov_len == 0) ++first;
+        }
     }
     return total;
 }

@@ -61,11 +61,12 @@ Result<std::unique_ptr<Server>> Server::create_impl(ServerConfig cfg) {
 
 Server::~Server() = default;
 
-size_t Server::handle(std::span<const uint8_t> in, std::span<const struct iovec> out) {
+size_t Server::handle(std::span<const uint8_t> in, std::span<const struct iovec> out,
+                      std::span<const struct iovec> in_tail) {
     // The only exception the layers below can raise is std::bad_alloc (table inserts, xattr
     // buffers); it must not unwind into the device's event loop.
     try {
-        return handle_impl(in, out);
+        return handle_impl(in, out, in_tail);
     } catch (const std::bad_alloc&) {
         fuse_in_header h{};
         if (in.size() >= sizeof(h)) std::memcpy(&h, in.data(), sizeof(h));
@@ -75,7 +76,8 @@ size_t Server::handle(std::span<const uint8_t> in, std::span<const struct iovec>
     }
 }
 
-size_t Server::handle_impl(std::span<const uint8_t> in, std::span<const struct iovec> out) {
+size_t Server::handle_impl(std::span<const uint8_t> in, std::span<const struct iovec> out,
+                           std::span<const struct iovec> in_tail) {
     ReplyWriter w(out);
     fuse_in_header h{};
     if (in.size() < sizeof(h)) return w.finish(0, EINVAL);  // no header: not even `unique` is known
@@ -86,15 +88,17 @@ size_t Server::handle_impl(std::span<const uint8_t> in, std::span<const struct i
 
     // The envelope must agree with what the device collected: a header that claims another
     // length than the chain carries, or a chain over the size limit, is refused whole.
-    if (in.size() > kMaxRequestPayload + sizeof(fuse_in_header)) return reject(EINVAL);
-    if (h.len != in.size()) return reject(EINVAL);
+    size_t total = in.size();
+    for (const iovec& v : in_tail) total += v.iov_len;  // each at most 4 GiB (a descriptor)
+    if (total > kMaxRequestPayload + sizeof(fuse_in_header)) return reject(EINVAL);
+    if (h.len != total) return reject(EINVAL);
     // Extension headers (7.38) trail the arguments; nothing we negotiate produces them, so
-    // they are skipped, but only if they fit.
+    // they are skipped, but only if they fit (and never in a tail, which is payload only).
     size_t ext = size_t{h.total_extlen} * 8;
     size_t body = in.size() - sizeof(h);
-    if (ext > body) return reject(EINVAL);
+    if (ext > body || (ext != 0 && !in_tail.empty())) return reject(EINVAL);
 
-    return p_->dispatcher->dispatch(h, in.subspan(sizeof(h), body - ext), w);
+    return p_->dispatcher->dispatch(h, in.subspan(sizeof(h), body - ext), w, in_tail);
 }
 
 ServerStats Server::stats() const {

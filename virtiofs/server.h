@@ -74,15 +74,21 @@ public:
     // `out` = the chain's device-writable buffers in order. Returns how many bytes were written
     // into `out` (fuse_out_header + reply); 0 for requests that get no reply (FORGET,
     // BATCH_FORGET, INTERRUPT) and when not even a fuse_out_header fits into `out`.
+    // `in_tail`: more bytes of the request, after `in`, left where they are (guest memory)
+    // instead of being copied: the device passes a WRITE payload this way, and the server
+    // hands those bytes to write(2) without reading them. Any other opcode with a tail is
+    // EINVAL. h.len covers `in` and `in_tail` together.
     // Safe to call from several threads at once.
-    size_t handle(std::span<const uint8_t> in, std::span<const struct iovec> out);
+    size_t handle(std::span<const uint8_t> in, std::span<const struct iovec> out,
+                  std::span<const struct iovec> in_tail = {});
 
     ServerStats stats() const;
 
 private:
     Server() = default;
     static Result<std::unique_ptr<Server>> create_impl(ServerConfig cfg);
-    size_t handle_impl(std::span<const uint8_t> in, std::span<const struct iovec> out);
+    size_t handle_impl(std::span<const uint8_t> in, std::span<const struct iovec> out,
+                       std::span<const struct iovec> in_tail);
     struct Parts;
     std::unique_ptr<Parts> p_;
 };

@@ -50,11 +50,12 @@ struct stat VirtualEntriesFs::init_stat() const {
 }
 
 void VirtualEntriesFs::destroy() { inner_->destroy(); }
+void VirtualEntriesFs::mounted() { inner_->mounted(); }
 
-Result<Entry> VirtualEntriesFs::lookup(const Caller& c, uint64_t parent, const Name& name, uint64_t listed_ino) {
+Result<Entry> VirtualEntriesFs::lookup(const Caller& c, uint64_t parent, const Name& name) {
     if (is_init(parent)) return fail(ENOTDIR);
     if (names_init(parent, name)) return Entry{kInitNodeId, 0, init_stat()};  // no count: it never goes away
-    return inner_->lookup(c, parent, name, listed_ino);
+    return inner_->lookup(c, parent, name);
 }
 
 void VirtualEntriesFs::forget(uint64_t node, uint64_t nlookup) {
@@ -158,7 +159,7 @@ Result<size_t> VirtualEntriesFs::read(uint64_t node, uint64_t fh, uint64_t offse
     return done;
 }
 
-Result<size_t> VirtualEntriesFs::write(uint64_t node, uint64_t fh, uint64_t offset, std::span<const uint8_t> data) {
+Result<size_t> VirtualEntriesFs::write(uint64_t node, uint64_t fh, uint64_t offset, std::span<const struct iovec> data) {
     if (is_init(node)) return fail(EACCES);
     return inner_->write(node, fh, offset, data);
 }

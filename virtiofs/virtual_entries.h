@@ -35,7 +35,8 @@ public:
     FileSystem& inner() { return *inner_; }
 
     void destroy() override;
-    Result<Entry> lookup(const Caller& c, uint64_t parent, const Name& name, uint64_t listed_ino = 0) override;
+    void mounted() override;
+    Result<Entry> lookup(const Caller& c, uint64_t parent, const Name& name) override;
     void forget(uint64_t node, uint64_t nlookup) override;
     Result<struct stat> getattr(uint64_t node, std::optional<uint64_t> fh) override;
     Result<struct stat> setattr(const Caller& c, uint64_t node, const SetAttrRequest& r) override;
@@ -57,7 +58,7 @@ public:
                         uint32_t flags) override;
     Result<OpenFile> open(const Caller& c, uint64_t node, uint32_t flags) override;
     Result<size_t> read(uint64_t node, uint64_t fh, uint64_t offset, std::span<const iovec> dst) override;
-    Result<size_t> write(uint64_t node, uint64_t fh, uint64_t offset, std::span<const uint8_t> data) override;
+    Result<size_t> write(uint64_t node, uint64_t fh, uint64_t offset, std::span<const struct iovec> data) override;
     void release(uint64_t node, uint64_t fh) override;
     Result<void> flush(uint64_t node, uint64_t fh, uint64_t lock_owner) override;
     Result<void> fsync(uint64_t node, uint64_t fh, bool datasync) override;

@@ -5,9 +5,10 @@
 //
 // Threads and locking: the transport holds its mutex while it calls any hook
 // below. vCPU threads call read_config/write_config/activate/reset (MMIO
-// exits); the event loop thread calls queue_notify (ioeventfd). Handlers a
-// device registers with DeviceEnv::watch() run on the event loop thread with
-// the same mutex held, so a device never needs a lock of its own.
+// exits); the event loop thread calls queue_notify (ioeventfd), or the
+// device's own queue thread when it asks for one (own_queue_thread()).
+// Handlers a device registers with DeviceEnv::watch() run on the event loop
+// thread with the same mutex held, so a device never needs a lock of its own.
 #pragma once
 
 #include <cstdint>
@@ -97,6 +98,12 @@ public:
     // The VM is stopping: finish work the guest has already handed over
     // (e.g. console bytes still in the TX queue) so nothing is lost.
     virtual void drain() {}
+    // Serve queue notifications on a thread of this device's own that blocks
+    // in read() on one ioeventfd shared by all its queues, instead of on the
+    // shared event loop. For devices whose requests do blocking host I/O (the
+    // file server): a slow fsync then stalls no other device, and a request
+    // costs one wake-up syscall instead of epoll_wait plus read.
+    virtual bool own_queue_thread() const { return false; }
 };
 
 }  // namespace krunlet::virtio

@@ -1,8 +1,11 @@
 #include "vmm/device_slot.h"
 
+#include <pthread.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
+
+#include <cerrno>
 
 namespace krunlet {
 
@@ -46,6 +49,17 @@ Result<std::unique_ptr<DeviceSlot>> DeviceSlot::create(const VmFd& vm, EventLoop
     if (slot->env_) slot->env_->bind(&slot->transport_->mutex());
 
     // virtio 1.2 §4.2.2: the driver writes the queue index to QueueNotify.
+    if (slot->transport_->device().own_queue_thread()) {
+        // No datamatch: a kick of any queue wakes the thread, which looks at all of them
+        // (an empty queue costs two loads from guest memory).
+        UniqueFd efd(::eventfd(0, EFD_CLOEXEC));
+        if (!efd.valid()) return errno_error("eventfd for a queue thread");
+        KRUNLET_CHECK(vm.register_ioeventfd(efd.get(), base + virtio::MmioTransport::kQueueNotifyOffset, 4,
+                                            std::nullopt));
+        slot->queue_thread_ = std::make_unique<QueueThread>("virtio-" + std::to_string(gsi), *slot->transport_,
+                                                            nqueues, std::move(efd));
+        return slot;
+    }
     for (size_t q = 0; q < nqueues; ++q) {
         UniqueFd efd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
         if (!efd.valid()) return errno_error("eventfd for a queue");
@@ -60,6 +74,34 @@ Result<std::unique_ptr<DeviceSlot>> DeviceSlot::create(const VmFd& vm, EventLoop
         slot->notify_fds_.push_back(std::move(efd));
     }
     return slot;
+}
+
+QueueThread::QueueThread(std::string name, virtio::MmioTransport& transport, size_t nqueues, UniqueFd kick)
+    : kick_(std::move(kick)), thread_([this, &transport, nqueues] { run(transport, nqueues); }) {
+    // At most 15 characters plus NUL, or the kernel refuses the name.
+    name.resize(std::min<size_t>(name.size(), 15));
+    ::pthread_setname_np(thread_.native_handle(), name.c_str());
+}
+
+QueueThread::~QueueThread() {
+    stopping_.store(true, std::memory_order_release);
+    uint64_t one = 1;
+    // The counter cannot be full: the guest adds 1 per kick and every read empties it.
+    [[maybe_unused]] ssize_t n = ::write(kick_.get(), &one, sizeof one);
+    thread_.join();
+}
+
+void QueueThread::run(virtio::MmioTransport& transport, size_t nqueues) {
+    while (!stopping_.load(std::memory_order_acquire)) {
+        uint64_t count;
+        ssize_t n = ::read(kick_.get(), &count, sizeof count);
+        if (n != sizeof count) {
+            if (n < 0 && errno == EINTR) continue;
+            return;  // cannot happen with a valid eventfd; nothing sensible is left to do
+        }
+        if (stopping_.load(std::memory_order_acquire)) return;
+        for (size_t q = 0; q < nqueues; ++q) transport.notify(uint32_t(q));
+    }
 }
 
 DeviceSlot::~DeviceSlot() {

@@ -1,10 +1,15 @@
 // One virtio-mmio device as the VM sees it: its 4 KiB window, its interrupt
-// (an irqfd) and one ioeventfd per queue, so a queue kick reaches the event
-// loop without an exit to user space.
+// (an irqfd) and its queue notifications as ioeventfds, so a queue kick
+// reaches a host thread without an exit to user space: one ioeventfd per
+// queue on the event loop, or, for a device that asks for its own queue
+// thread, one ioeventfd for all its queues that the thread blocks on.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
+#include <string>
+#include <thread>
 #include <vector>
 
 #include "base/fd.h"
@@ -40,6 +45,23 @@ private:
     std::mutex* mu_ = nullptr;
 };
 
+// The thread of a device that serves its queues itself (Device::own_queue_thread).
+class QueueThread {
+public:
+    // Starts a thread named `name` that calls transport.notify(q) for every queue
+    // each time `kick` (a blocking eventfd) is signalled.
+    QueueThread(std::string name, virtio::MmioTransport& transport, size_t nqueues, UniqueFd kick);
+    ~QueueThread();  // stops and joins
+    QueueThread(const QueueThread&) = delete;
+    QueueThread& operator=(const QueueThread&) = delete;
+
+private:
+    void run(virtio::MmioTransport& transport, size_t nqueues);
+    UniqueFd kick_;
+    std::atomic<bool> stopping_{false};
+    std::thread thread_;  // last: started once the members it uses exist
+};
+
 class DeviceSlot {
 public:
     // Creates the transport around `device`, wires its interrupt to `gsi` and
@@ -61,7 +83,8 @@ private:
     uint32_t gsi_ = 0;
     std::unique_ptr<LockedDeviceEnv> env_;  // outlives the device, which uses it
     std::unique_ptr<virtio::MmioTransport> transport_;
-    std::vector<UniqueFd> notify_fds_;
+    std::vector<UniqueFd> notify_fds_;             // on the event loop
+    std::unique_ptr<QueueThread> queue_thread_;   // declared last: joined before the transport goes
 };
 
 }  // namespace krunlet

@@ -3,6 +3,7 @@
 #include <doctest/doctest.h>
 
 #include <linux/fuse.h>
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -150,6 +151,80 @@ TEST_CASE("virtio-fs: FUSE INIT and GETATTR round-trip through the request queue
     used = drv.take_used(kHi);
     REQUIRE(used.size() == 1);
     CHECK(used[0].len == 0);
+}
+
+TEST_CASE("virtio-fs: a WRITE payload goes from guest buffers to the file, split anywhere") {
+    TempDir dir;
+    auto dev = FsDevice::create("myfs", make_server(dir.path));
+    REQUIRE(dev.ok());
+    Driver drv(**dev);
+    REQUIRE(drv.activate().ok());
+    auto call = [&](const std::vector<std::span<const uint8_t>>& in, uint32_t reply) {
+        drv.post(kReq, in, {reply});
+        REQUIRE(drv.kick(kReq).ok());
+        auto used = drv.take_used(kReq);
+        REQUIRE(used.size() == 1);
+        return used[0];
+    };
+
+    fuse_init_in init{};
+    init.major = FUSE_KERNEL_VERSION;
+    init.minor = FUSE_KERNEL_MINOR_VERSION;
+    auto ih = in_header(FUSE_INIT, 1, 0, sizeof init);
+    REQUIRE(out_header(call({raw(ih), raw(init)}, 256)).error == 0);
+
+    fuse_create_in ci{};
+    ci.flags = O_WRONLY;
+    ci.mode = S_IFREG | 0644;
+    const char name[] = "hello";
+    auto ch = in_header(FUSE_CREATE, 2, FUSE_ROOT_ID, sizeof ci + sizeof name);
+    Used created = call({raw(ch), raw(ci), std::span(reinterpret_cast<const uint8_t*>(name), sizeof name)}, 256);
+    REQUIRE(out_header(created).error == 0);
+    fuse_open_out oo{};
+    std::memcpy(&oo, created.data.data() + sizeof(fuse_out_header) + sizeof(fuse_entry_out), sizeof oo);
+    const uint64_t node = [&] {
+        fuse_entry_out eo{};
+        std::memcpy(&eo, created.data.data() + sizeof(fuse_out_header), sizeof eo);
+        return eo.nodeid;
+    }();
+
+    auto write_req = [&](uint64_t unique, uint64_t off, uint32_t size, uint32_t payload) {
+        struct {
+            fuse_in_header h;
+            fuse_write_in w;
+        } req{in_header(FUSE_WRITE, unique, node, sizeof(fuse_write_in) + payload), {}};
+        req.w.fh = oo.fh;
+        req.w.offset = off;
+        req.w.size = size;
+        return req;
+    };
+    auto bytes = [](const char* p) { return std::span(reinterpret_cast<const uint8_t*>(p), std::strlen(p)); };
+
+    // Headers alone in the first buffer, the payload in two more.
+    auto w1 = write_req(3, 0, 8, 8);
+    Used u = call({raw(w1), bytes("abc"), bytes("defgh")}, 64);
+    REQUIRE(out_header(u).error == 0);
+    fuse_write_out wo{};
+    std::memcpy(&wo, u.data.data() + sizeof(fuse_out_header), sizeof wo);
+    CHECK(wo.size == 8);
+
+    // Headers and the first payload bytes share a buffer.
+    auto w2 = write_req(4, 8, 3, 3);
+    std::vector<uint8_t> head(sizeof w2 + 2);
+    std::memcpy(head.data(), &w2, sizeof w2);
+    std::memcpy(head.data() + sizeof w2, "XY", 2);
+    REQUIRE(out_header(call({head, bytes("Z")}, 64)).error == 0);
+
+    // A payload shorter than fuse_write_in.size is garbled: EINVAL, nothing written.
+    auto w3 = write_req(5, 0, 10, 8);
+    CHECK(out_header(call({raw(w3), bytes("12345678")}, 64)).error == -EINVAL);
+
+    int fd = ::open((dir.path + "/hello").c_str(), O_RDONLY | O_CLOEXEC);
+    REQUIRE(fd >= 0);
+    char buf[32] = {};
+    CHECK(::read(fd, buf, sizeof buf) == 11);
+    ::close(fd);
+    CHECK(std::string(buf) == "abcdefghXYZ");
 }
 
 TEST_CASE("virtio-fs: an oversized request gets an EINVAL reply without being copied") {

@@ -265,6 +265,66 @@ TEST_CASE("READDIRPLUS: entries with attributes, each counted as a lookup") {
     CHECK(s->stats().inodes == 1);
 }
 
+TEST_CASE("READDIRPLUS entries are opened on first use, and found again after renames") {
+    TempDir d;
+    write_file(d / "a", "A");
+    write_file(d / "b", "B");
+    write_file(d / "c", "C");
+    write_file(d / "g", "G");
+    REQUIRE(::mkdir((d / "sub").c_str(), 0755) == 0);
+    write_file(d / "sub/x", "X");
+    REQUIRE(::link((d / "a").c_str(), (d / "a-link").c_str()) == 0);
+    auto s = make_server(d.path());
+    Client c(*s);
+
+    std::map<std::string, uint64_t> id;
+    for (auto& e : read_whole_dir(c, kRoot, 4096, true))
+        if (e.nodeid != 0) id[e.name] = e.nodeid;
+    REQUIRE(id.size() == 6);
+    CHECK(id["a"] == id["a-link"]);  // one inode, two names
+
+    // First use opens it: attributes and data are the host's.
+    Reply ga = c.getattr(id["a"]);
+    REQUIRE(ga.error() == 0);
+    CHECK(ga.as<fuse_attr_out>().attr.ino == lstat_of(d / "a").st_ino);
+    uint64_t fh = c.open_fh(id["a"], O_RDONLY);
+    CHECK(c.read(id["a"], fh, 0, 16).text() == "A");
+    CHECK(c.release(id["a"], fh).error() == 0);
+
+    // A plain LOOKUP registers files unopened too; the first OPEN opens them.
+    uint64_t x = c.node(id["sub"], "x");
+    CHECK(c.node(id["sub"], "x") == x);
+    fh = c.open_fh(x, O_RDONLY);
+    CHECK(c.read(x, fh, 0, 16).text() == "X");
+    CHECK(c.release(x, fh).error() == 0);
+
+    // Renamed on the host before its first use: ESTALE (the guest's VFS looks the path up
+    // again), and that LOOKUP makes the inode usable under its new name.
+    REQUIRE(::rename((d / "b").c_str(), (d / "b2").c_str()) == 0);
+    CHECK(c.getattr(id["b"]).error() == ESTALE);
+    CHECK(c.node(kRoot, "b2") == id["b"]);
+    CHECK(c.getattr(id["b"]).error() == 0);
+
+    // Renamed by the guest: usable at once under the new name, no ESTALE.
+    fuse_rename_in rn{};
+    rn.newdir = kRoot;
+    REQUIRE(c.call(FUSE_RENAME, kRoot, Args().obj(rn).str("g").str("g2")).error() == 0);
+    CHECK(c.getattr(id["g"]).error() == 0);
+
+    // The name now leads to another object: never that one.
+    REQUIRE(::rename((d / "c").c_str(), (d / "c-old").c_str()) == 0);
+    write_file(d / "c", "not C");
+    CHECK(c.getattr(id["c"]).error() == ESTALE);
+
+    // Forgetting unopened inodes leaves nothing behind.
+    std::map<uint64_t, uint64_t> refs;
+    for (auto& [name, node] : id) ++refs[node];
+    ++refs[id["b"]];                    // the LOOKUP of b2
+    for (auto& [node, n] : refs) c.forget(node, n);
+    c.forget(x, 2);
+    CHECK(s->stats().inodes == 1);
+}
+
 TEST_CASE("CREATE makes and opens a file; existing names follow O_EXCL") {
     TempDir d;
     ::umask(022);
