@@ -196,6 +196,13 @@ uint64_t MmioTransport::offered_features() const {
 
 void MmioTransport::read(uint64_t offset, std::span<uint8_t> data) {
     std::fill(data.begin(), data.end(), uint8_t{0});
+    // The guest's interrupt handler reads InterruptStatus (and acks it, below) on every
+    // interrupt. It is an atomic, so the vCPU does not wait for the mutex, which a device
+    // serving a long request on its own thread holds meanwhile (Device::own_queue_thread).
+    if (offset == kInterruptStatus && data.size() == 4) {
+        store_le32(data, interrupt_->status());
+        return;
+    }
     std::lock_guard lock(mu_);
     if (offset >= kConfigSpace) {
         // Device configuration space: any width (§4.2.2.2 asks the driver to
@@ -216,6 +223,10 @@ void MmioTransport::read(uint64_t offset, std::span<uint8_t> data) {
 }
 
 void MmioTransport::write(uint64_t offset, std::span<const uint8_t> data) {
+    if (offset == kInterruptAck && data.size() == 4) {  // lock-free, as InterruptStatus in read()
+        interrupt_->ack(load_le32(data));  // guest-controlled: any bits; only set ones clear
+        return;
+    }
     std::lock_guard lock(mu_);
     if (offset >= kConfigSpace) {
         if (offset > kWindowSize || data.size() > kWindowSize - offset) {

@@ -610,6 +610,15 @@ TEST_CASE_FIXTURE(Rig, "InterruptStatus and InterruptACK") {
     irq.signal_used();
     CHECK(r32(rIntStatus) == 1);
     MESSAGE("acknowledged " << acks << " times during " << kSignals << " signals");
+
+    // Both registers work while a device thread holds the transport's mutex (serving a long
+    // request): the vCPU's interrupt handler never waits for it. A lock-taking read would
+    // deadlock here, since this thread holds the mutex.
+    std::lock_guard busy(t->mutex());
+    irq.signal_used();
+    CHECK(r32(rIntStatus) == 1);
+    w32(rIntAck, 1);
+    CHECK(r32(rIntStatus) == 0);
 }
 
 TEST_CASE_FIXTURE(Rig, "destroying the transport stops a live device first") {
