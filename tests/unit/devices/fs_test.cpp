@@ -153,25 +153,29 @@ TEST_CASE("virtio-fs: FUSE INIT and GETATTR round-trip through the request queue
     CHECK(used[0].len == 0);
 }
 
-TEST_CASE("virtio-fs: a WRITE payload goes from guest buffers to the file, split anywhere") {
+// A live device over a fresh directory, its guest side mounted (INIT done).
+struct MountedFs {
     TempDir dir;
-    auto dev = FsDevice::create("myfs", make_server(dir.path));
-    REQUIRE(dev.ok());
-    Driver drv(**dev);
-    REQUIRE(drv.activate().ok());
-    auto call = [&](const std::vector<std::span<const uint8_t>>& in, uint32_t reply) {
+    std::unique_ptr<FsDevice> dev = std::move(FsDevice::create("myfs", make_server(dir.path))).value();
+    Driver drv{*dev};
+
+    MountedFs() {
+        REQUIRE(drv.activate().ok());
+        fuse_init_in init{FUSE_KERNEL_VERSION, FUSE_KERNEL_MINOR_VERSION, 0, 0, 0, {}};
+        auto ih = in_header(FUSE_INIT, 1, 0, sizeof init);
+        REQUIRE(out_header(call({raw(ih), raw(init)}, 256)).error == 0);
+    }
+    // One request on the request queue, with `reply` bytes of room; its used entry.
+    Used call(const std::vector<std::span<const uint8_t>>& in, uint32_t reply) {
         drv.post(kReq, in, {reply});
         REQUIRE(drv.kick(kReq).ok());
         auto used = drv.take_used(kReq);
         REQUIRE(used.size() == 1);
         return used[0];
-    };
+    }
+};
 
-    fuse_init_in init{};
-    init.major = FUSE_KERNEL_VERSION;
-    init.minor = FUSE_KERNEL_MINOR_VERSION;
-    auto ih = in_header(FUSE_INIT, 1, 0, sizeof init);
-    REQUIRE(out_header(call({raw(ih), raw(init)}, 256)).error == 0);
+TEST_CASE_FIXTURE(MountedFs, "virtio-fs: a WRITE payload goes from guest buffers to the file, split anywhere") {
 
     fuse_create_in ci{};
     ci.flags = O_WRONLY;
