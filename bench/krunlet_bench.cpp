@@ -5,6 +5,10 @@
 //                                            QEMU microvm + virtiofsd (fs_bench.cpp)
 //   krunlet-bench fs-host [--iterations N]   host CPU per FUSE request of the virtio-fs
 //                                            server, no guest (fs_host_bench.cpp)
+//   krunlet-bench net [options] ROOTFS       vsock and TCP (slirp) guest <-> host, krunlet
+//                                            against QEMU vhost-vsock + -netdev user (net_bench.cpp)
+//   krunlet-bench net-host [options]         host CPU per MiB of the vsock device and its unix
+//                                            bridge, with a scripted guest (net_host_bench.cpp)
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -12,6 +16,7 @@
 
 #include "boot_bench.h"
 #include "fs_bench.h"
+#include "net_bench.h"
 
 namespace {
 
@@ -43,10 +48,16 @@ int main(int argc, char** argv) {
     auto* f = krunlet::bench::add_fs_command(app, fs, bin);
     krunlet::bench::FsHostOptions host;
     auto* h = krunlet::bench::add_fs_host_command(app, host);
+    krunlet::bench::NetOptions net;
+    auto* n = krunlet::bench::add_net_command(app, net, bin);
+    krunlet::bench::NetHostOptions net_host;
+    auto* nh = krunlet::bench::add_net_host_command(app, net_host);
 
     CLI11_PARSE(app, argc, argv);
     if (b->parsed()) return krunlet::bench::run_boot(runs, rootfs, krunlet);
     if (f->parsed()) return krunlet::bench::run_fs(fs);
     if (h->parsed()) return krunlet::bench::run_fs_host(host);
+    if (n->parsed()) return krunlet::bench::run_net(net);
+    if (nh->parsed()) return krunlet::bench::run_net_host(net_host);
     return 2;
 }

@@ -73,7 +73,14 @@ int run(const RunOptions& o) {
         if (int r = check(krun_add_vsock_port2(id, v.port, v.path.c_str(), v.listen), what + "krun_add_vsock_port2"))
             return r;
     }
-    if (int r = check(krunlet_set_net(id, o.net.c_str()), "--net " + o.net + ": krunlet_set_net")) return r;
+    if (o.net == "passt") {
+        // The frames go to passt, which also does the port forwarding (its -t option).
+        if (int r = check(krun_add_net_unixstream(id, o.net_socket.c_str(), -1, nullptr, NET_FEATURE_CSUM, 0),
+                          "--net passt:" + o.net_socket + ": krun_add_net_unixstream"))
+            return r;
+    } else if (int r = check(krunlet_set_net(id, o.net.c_str()), "--net " + o.net + ": krunlet_set_net")) {
+        return r;
+    }
     if (!o.publish.empty()) {
         std::vector<const char*> map;
         for (const auto& p : o.publish) map.push_back(p.c_str());

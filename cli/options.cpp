@@ -61,6 +61,26 @@ std::variant<Volume, std::string> parse_volume(std::string_view spec) {
     return v;
 }
 
+std::optional<std::string> parse_net_option(std::string_view spec, RunOptions& o) {
+    if (spec == "slirp" || spec == "none") {
+        o.net = std::string(spec);
+        o.net_socket.clear();
+        return std::nullopt;
+    }
+    if (spec.starts_with("passt:")) {
+        std::string_view path = spec.substr(6);
+        // sockaddr_un.sun_path holds 108 bytes with the NUL.
+        if (path.empty() || path.size() > 107)
+            return "--net " + std::string(spec) + ": use passt:PATH with the path of passt's socket (1 to 107 "
+                   "bytes), e.g. --net passt:/tmp/passt.sock";
+        o.net = "passt";
+        o.net_socket = std::string(path);
+        return std::nullopt;
+    }
+    return "--net " + std::string(spec) + ": use slirp (the built-in user-mode network), none (loopback only) or "
+           "passt:PATH (frames to a running passt's socket, passt -s PATH)";
+}
+
 std::variant<VsockPortOption, std::string> parse_vsock_port_option(std::string_view spec) {
     const std::string shown = "--vsock-port " + std::string(spec);
     const std::string form = ": use PORT:PATH or PORT:PATH:listen, e.g. 5000:/run/app.sock";
@@ -111,8 +131,10 @@ ParseResult parse_command_line(const std::vector<std::string>& args) {
                     "PORT:PATH guest connections to vsock PORT reach the host unix socket PATH; "
                     "PORT:PATH:listen host clients of PATH reach the guest's listener on PORT (repeatable)")
         ->allow_extra_args(false);
-    run->add_option("--net", o.net, "guest network: slirp (user-mode, the default) or none")
-        ->check(CLI::IsMember({"slirp", "none"}));
+    std::string net_spec = "slirp";
+    run->add_option("--net", net_spec,
+                    "guest network: slirp (user-mode, the default; guest listeners are mirrored on the same host "
+                    "ports unless --publish is given), none, or passt:PATH (a running passt's socket)");
     run->add_option("--fs-cache", fs_cache,
                     "guest caching of every virtio-fs share: never (host changes seen at once), auto "
                     "(close-to-open, the default), always (only for files nothing else changes); "
@@ -162,6 +184,7 @@ ParseResult parse_command_line(const std::vector<std::string>& args) {
         if (auto* msg = std::get_if<std::string>(&v)) return fail(*msg);
         o.volumes.push_back(std::get<Volume>(std::move(v)));
     }
+    if (auto msg = parse_net_option(net_spec, o)) return fail(*msg);
     for (const auto& spec : vsock_specs) {
         auto v = parse_vsock_port_option(spec);
         if (auto* msg = std::get_if<std::string>(&v)) return fail(*msg);

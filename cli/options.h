@@ -42,7 +42,8 @@ struct RunOptions {
     std::vector<Volume> volumes;
     std::vector<std::string> publish;         // "HOST:GUEST", checked by krun_set_port_map
     std::vector<VsockPortOption> vsock_ports;
-    std::string net = "slirp";                // or "none"
+    std::string net = "slirp";                // "slirp", "none", or "passt" (then net_socket is set)
+    std::string net_socket;                   // --net passt:PATH: passt's socket
     // The virtio-fs cache knobs; unset ones are left to KRUNLET_FS_* and then
     // to the policy's defaults. Timeouts in the "seconds[.fraction]" text the
     // library takes.
@@ -51,6 +52,10 @@ struct RunOptions {
     std::optional<std::string> fs_attr_timeout;
     std::vector<std::string> command;  // empty: the image's, from /.krun_config.json
 };
+
+// One --net value: "slirp", "none" or "passt:PATH" into `o.net` / `o.net_socket`. The error
+// names the flag and the accepted forms.
+std::optional<std::string> parse_net_option(std::string_view spec, RunOptions& o);
 
 // The guest tag of the n-th --volume.
 std::string volume_tag(size_t index);

@@ -71,6 +71,16 @@ int32_t krun_set_rlimits(uint32_t ctx_id, const char *const rlimits[]);
 /* Send the console's output to a file instead of stdout, and ignore stdin. */
 int32_t krun_set_console_output(uint32_t ctx_id, const char *c_filepath);
 
+/* Run the VMM as `uid` / `gid` from just before the guest starts: once the
+ * VM is built (/dev/kvm, shares, sockets and ports opened with the caller's
+ * privileges), krun_start_enter clears the supplementary groups, then calls
+ * setgid, then setuid, for every thread. The virtio-fs server then creates
+ * files as these ids, not as the guest's caller (docs/security.md). Failing
+ * to switch (no CAP_SETUID/CAP_SETGID) makes krun_start_enter return -EPERM
+ * before the guest runs. (uid_t)-1 / (gid_t)-1 are -EINVAL. */
+int32_t krun_setuid(uint32_t ctx_id, uid_t uid);
+int32_t krun_setgid(uint32_t ctx_id, gid_t gid);
+
 /* The guest's connections to vsock port `port` reach the host unix socket at
  * `c_filepath`. */
 int32_t krun_add_vsock_port(uint32_t ctx_id, uint32_t port, const char *c_filepath);
@@ -81,8 +91,43 @@ int32_t krun_add_vsock_port(uint32_t ctx_id, uint32_t port, const char *c_filepa
 int32_t krun_add_vsock_port2(uint32_t ctx_id, uint32_t port, const char *c_filepath, bool listen);
 
 /* Host TCP ports forwarded to guest ports, each "HOST:GUEST"; NULL-terminated.
- * Forwarded ports listen on 127.0.0.1 of the VMM's network namespace. */
+ * Forwarded ports listen on 127.0.0.1 of the VMM's network namespace. Without
+ * this call, every TCP port the guest listens on is mirrored on the same host
+ * port instead (docs/networking.md); calling it, even with an empty list,
+ * turns that off. */
 int32_t krun_set_port_map(uint32_t ctx_id, const char *const port_map[]);
+
+/* virtio-net features for krun_add_net_unixstream (libkrun's values: the
+ * virtio-net feature bit numbers). krunlet offers the guest checksum offload
+ * (NET_FEATURE_CSUM) when asked and none of the segmentation offloads; the
+ * other bits are accepted and simply not offered. */
+#define NET_FEATURE_CSUM (1 << 0)
+#define NET_FEATURE_GUEST_CSUM (1 << 1)
+#define NET_FEATURE_GUEST_TSO4 (1 << 7)
+#define NET_FEATURE_GUEST_UFO (1 << 10)
+#define NET_FEATURE_HOST_TSO4 (1 << 11)
+#define NET_FEATURE_HOST_UFO (1 << 14)
+#define COMPAT_NET_FEATURES                                                                         \
+    (NET_FEATURE_CSUM | NET_FEATURE_GUEST_CSUM | NET_FEATURE_GUEST_TSO4 | NET_FEATURE_GUEST_UFO | \
+     NET_FEATURE_HOST_TSO4 | NET_FEATURE_HOST_UFO)
+/* Flags for krun_add_net_unixstream (libkrun's values). Both are refused with
+ * -EINVAL: NET_FLAG_VFKIT is the datagram socket's handshake, and krunlet's
+ * init has no DHCP client (NET_FLAG_DHCP_CLIENT); crun retries without it. */
+#define NET_FLAG_VFKIT (1 << 0)
+#define NET_FLAG_DHCP_CLIENT (1 << 1)
+
+/* The guest's network device exchanges Ethernet frames with a stream unix
+ * socket in passt's format (each frame preceded by its 4-byte big-endian
+ * length): either the socket at `c_path`, connected when the VM starts, or
+ * the connected socket `fd` (c_path NULL; the context keeps a copy). `c_mac`
+ * is the guest's MAC address (6 bytes; NULL for 52:54:00:12:34:56). This
+ * replaces the built-in user-mode network, and no guest ports are mirrored:
+ * passt forwards ports itself. init gives eth0 10.0.2.15/24, gateway
+ * 10.0.2.2, DNS 10.0.2.3; start passt to match (docs/networking.md).
+ * Returns 0, -EINVAL (bad arguments, features or flags), -EEXIST (a second
+ * network device), -ENAMETOOLONG, or the errno of a bad fd. */
+int32_t krun_add_net_unixstream(uint32_t ctx_id, const char *c_path, int fd, uint8_t *const c_mac,
+                                uint32_t features, uint32_t flags);
 
 /* krunlet extension: the guest's network. "slirp" (the default: virtio-net
  * with a user-mode stack, guest 10.0.2.15/24, gateway and host 10.0.2.2, DNS

@@ -503,6 +503,32 @@ Result<ImageConfig> parse_image_config(std::string_view text) {
     return c;
 }
 
+namespace {
+
+// The exec message's "net": {"address","prefix","gateway","dns"}, all required.
+Result<NetSettings> parse_exec_net(const json& j) {
+    if (!j.is_object()) return bad("exec.net must be an object, not " + kind(j));
+    NetSettings n;
+    for (auto [key, field] : {std::pair{"address", &n.address}, {"gateway", &n.gateway}, {"dns", &n.dns}}) {
+        const json* v = member(j, key);
+        if (v == nullptr) return bad(std::string("exec.net has no \"") + key + "\"");
+        auto r = as_string(*v, std::string("exec.net.") + key);
+        if (!r) return r.error();
+        if (!control::is_dotted_quad(*r))
+            return bad(std::string("exec.net.") + key + " \"" + *r + "\" is not an IPv4 address like 10.0.2.15");
+        *field = std::move(*r);
+    }
+    const json* p = member(j, "prefix");
+    if (p == nullptr) return bad("exec.net has no \"prefix\"");
+    auto prefix = as_uint(*p, "exec.net.prefix", 32);
+    if (!prefix) return prefix.error();
+    if (*prefix == 0) return bad("exec.net.prefix must be 1..32");
+    n.prefix = static_cast<unsigned>(*prefix);
+    return n;
+}
+
+}  // namespace
+
 Result<ControlMessage> parse_control_message(std::string_view text) {
     json m;
     try {
@@ -552,6 +578,16 @@ Result<ControlMessage> parse_control_message(std::string_view text) {
             auto r = parse_exec_mounts(*v);
             if (!r) return r.error();
             e.mounts = std::move(*r);
+        }
+        if (const json* v = member(m, "net")) {
+            auto r = parse_exec_net(*v);
+            if (!r) return r.error();
+            e.net = std::move(*r);
+        }
+        if (const json* v = member(m, "mirror_ports")) {
+            auto r = as_bool(*v, "exec.mirror_ports");
+            if (!r) return r.error();
+            e.mirror_ports = *r;
         }
         return ControlMessage{std::move(e)};
     }

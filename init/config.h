@@ -92,6 +92,16 @@ struct ImageConfig {
 // name the field and what it should hold; the caller adds the file name.
 Result<ImageConfig> parse_image_config(std::string_view json);
 
+// eth0's static IPv4 setup (the exec message's "net"); the defaults are
+// slirp's layout (net/slirp_backend.h), which a passt started with the
+// matching options reproduces (docs/networking.md).
+struct NetSettings {
+    std::string address = "10.0.2.15";
+    unsigned prefix = 24;
+    std::string gateway = "10.0.2.2";
+    std::string dns = "10.0.2.3";
+};
+
 // host -> guest {"type":"exec", ...}
 struct ExecMessage {
     std::vector<std::string> args;
@@ -103,6 +113,10 @@ struct ExecMessage {
     bool tty = true;
     // Volumes to mount (control_protocol.h "mounts"), at most kMaxMounts.
     std::vector<VirtiofsMount> mounts;
+    // "net": eth0's setup; unset means the defaults.
+    std::optional<NetSettings> net;
+    // "mirror_ports": report the guest's TCP listeners (init/listeners.h).
+    bool mirror_ports = false;
 };
 // host -> guest {"type":"signal","signo":N}
 struct SignalMessage {

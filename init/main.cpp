@@ -22,6 +22,7 @@
 #include "init/control_channel.h"
 #include "init/guest_setup.h"
 #include "init/launch.h"
+#include "init/listeners.h"
 #include "init/log.h"
 #include "init/mounts.h"
 #include "init/network.h"
@@ -103,10 +104,20 @@ void Init::run() {
 
     // After the mounts: /etc may be a volume. A network problem is worth a warning, not the
     // workload.
-    if (auto net = configure_eth0(); !net) {
+    const NetSettings net_settings = host && host->net ? *host->net : NetSettings{};
+    bool has_eth0 = false;
+    if (auto net = configure_eth0(net_settings); !net) {
         log_warning(net.error().message);
     } else if (*net) {
-        if (auto dns = ensure_resolver(); !dns) log_warning(dns.error().message);
+        has_eth0 = true;
+        if (auto dns = ensure_resolver(net_settings.dns); !dns) log_warning(dns.error().message);
+    }
+    // Port mirroring (init/listeners.h): only when the host asked, which it
+    // does only when it can forward ports to eth0.
+    std::optional<ListenerWatcher> listeners;
+    if (has_eth0 && host && host->mirror_ports && control_) {
+        if (auto lo = allow_loopback_on_eth0(); !lo) log_warning(lo.error().message);
+        listeners.emplace();
     }
 
     LaunchSpec spec;
@@ -125,7 +136,8 @@ void Init::run() {
         log_line(failure->message);
         finish(failure->exit_code);
     }
-    auto status = supervisor->run(std::get<pid_t>(launched), control_ ? &*control_ : nullptr);
+    auto status = supervisor->run(std::get<pid_t>(launched), control_ ? &*control_ : nullptr,
+                                  listeners ? &*listeners : nullptr);
     if (!status) fatal(status.error().message);
     finish(*status);
 }

@@ -40,7 +40,13 @@ Result<void> write_new_file(const std::string& path, const std::string& text) {
 
 }  // namespace
 
-Result<bool> configure_eth0() {
+std::string prefix_netmask(unsigned prefix) {
+    const uint32_t mask = prefix == 0 ? 0 : prefix >= 32 ? ~uint32_t{0} : ~uint32_t{0} << (32 - prefix);
+    return std::to_string(mask >> 24) + "." + std::to_string((mask >> 16) & 0xff) + "." +
+           std::to_string((mask >> 8) & 0xff) + "." + std::to_string(mask & 0xff);
+}
+
+Result<bool> configure_eth0(const NetSettings& net) {
     UniqueFd s(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
     if (!s.valid()) return errno_error("eth0: socket(AF_INET)");
     ifreq ifr{};
@@ -49,10 +55,11 @@ Result<bool> configure_eth0() {
         if (errno == ENODEV) return false;
         return errno_error("eth0: SIOCGIFFLAGS");
     }
-    ifr.ifr_addr = ipv4(kGuestAddress);
-    if (::ioctl(s.get(), SIOCSIFADDR, &ifr) < 0) return errno_error("eth0: setting address 10.0.2.15");
-    ifr.ifr_netmask = ipv4(kGuestNetmask);
-    if (::ioctl(s.get(), SIOCSIFNETMASK, &ifr) < 0) return errno_error("eth0: setting netmask");
+    ifr.ifr_addr = ipv4(net.address.c_str());
+    if (::ioctl(s.get(), SIOCSIFADDR, &ifr) < 0) return errno_error("eth0: setting address " + net.address);
+    const std::string mask = prefix_netmask(net.prefix);
+    ifr.ifr_netmask = ipv4(mask.c_str());
+    if (::ioctl(s.get(), SIOCSIFNETMASK, &ifr) < 0) return errno_error("eth0: setting netmask " + mask);
     if (::ioctl(s.get(), SIOCGIFFLAGS, &ifr) < 0) return errno_error("eth0: SIOCGIFFLAGS");
     ifr.ifr_flags = static_cast<short>(ifr.ifr_flags | IFF_UP | IFF_RUNNING);
     if (::ioctl(s.get(), SIOCSIFFLAGS, &ifr) < 0) return errno_error("eth0: bringing it up");
@@ -60,11 +67,20 @@ Result<bool> configure_eth0() {
     rtentry rt{};
     rt.rt_dst = ipv4("0.0.0.0");
     rt.rt_genmask = ipv4("0.0.0.0");
-    rt.rt_gateway = ipv4(kGateway);
+    rt.rt_gateway = ipv4(net.gateway.c_str());
     rt.rt_flags = RTF_UP | RTF_GATEWAY;
     if (::ioctl(s.get(), SIOCADDRT, &rt) < 0 && errno != EEXIST)
-        return errno_error("eth0: default route via 10.0.2.2");
+        return errno_error("eth0: default route via " + net.gateway);
     return true;
+}
+
+Result<void> allow_loopback_on_eth0() {
+    const char* path = "/proc/sys/net/ipv4/conf/eth0/route_localnet";
+    UniqueFd fd(::open(path, O_WRONLY | O_CLOEXEC));
+    if (!fd.valid() || ::write(fd.get(), "1", 1) != 1)
+        return errno_error(std::string("writing 1 to ") + path +
+                           " (guest listeners bound to 127.0.0.1 stay unreachable from the host)");
+    return {};
 }
 
 bool resolv_conf_usable(std::string_view text) {
@@ -87,9 +103,9 @@ bool resolv_conf_usable(std::string_view text) {
     return false;
 }
 
-Result<void> ensure_resolver() {
+Result<void> ensure_resolver(const std::string& nameserver) {
     const std::string conf = "/etc/resolv.conf";
-    const std::string ours = std::string("nameserver ") + kNameserver + "\n";
+    const std::string ours = "nameserver " + nameserver + "\n";
     struct stat st {};
     if (::lstat(conf.c_str(), &st) != 0) {
         if (errno != ENOENT) return errno_error("stat " + conf);
@@ -111,7 +127,7 @@ Result<void> ensure_resolver() {
         return write_new_file(conf, ours);
     }
     if (::mount(shadow.c_str(), conf.c_str(), nullptr, MS_BIND, nullptr) != 0)
-        return errno_error("bind-mounting a resolv.conf with nameserver 10.0.2.3 over " + conf);
+        return errno_error("bind-mounting a resolv.conf with nameserver " + nameserver + " over " + conf);
     return {};
 }
 

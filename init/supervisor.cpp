@@ -66,7 +66,7 @@ void Supervisor::drain_messages(ControlChannel& control, pid_t workload) {
     }
 }
 
-Result<int> Supervisor::run(pid_t workload, ControlChannel* control) {
+Result<int> Supervisor::run(pid_t workload, ControlChannel* control, ListenerWatcher* listeners) {
     while (true) {
         // Reap first: SIGCHLD may have been merged or may have come before
         // the signalfd was read, so every pass collects all zombies.
@@ -91,8 +91,20 @@ Result<int> Supervisor::run(pid_t workload, ControlChannel* control) {
             watch_control = control->open();
         }
 
+        if (listeners != nullptr && (control == nullptr || !control->open())) listeners = nullptr;
+        if (listeners != nullptr) {
+            for (const std::string& m : listeners->poll_if_due()) {
+                if (auto sent = control->send(m); !sent) {
+                    log_warning(sent.error().message + "; guest ports are no longer reported to the host");
+                    listeners = nullptr;
+                    break;
+                }
+            }
+        }
+        const int timeout = listeners != nullptr ? listeners->timeout_ms() : -1;
+
         pollfd fds[2] = {{sfd_.get(), POLLIN, 0}, {watch_control ? control->fd() : -1, POLLIN, 0}};
-        int r = ::poll(fds, watch_control ? 2 : 1, -1);
+        int r = ::poll(fds, watch_control ? 2 : 1, timeout);
         if (r < 0) {
             if (errno == EINTR) continue;
             return errno_error("poll in the init loop");

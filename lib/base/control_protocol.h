@@ -25,10 +25,27 @@
 //                  mount_tag_problem() / mount_path_problem(). An init that
 //                  predates "mounts" ignores it, and a host that sends none
 //                  gets none.
+//                  "net":{"address":"10.0.2.15","prefix":24,
+//                  "gateway":"10.0.2.2","dns":"10.0.2.3"} is eth0's static
+//                  IPv4 setup (all four members required, dotted quads, prefix
+//                  1..32); without it init uses slirp's layout, which is the
+//                  same. "mirror_ports":true asks init to report the guest's
+//                  TCP listeners (the "listen"/"unlisten" messages below); the
+//                  host sends it only when it will act on them (user-mode
+//                  network, no explicit port map).
 //   host -> guest  {"type":"signal", "signo":N}     forward a signal (issue 4)
 //   guest -> host  {"type":"exit", "code":N}        N is the final 0..255 status
 //                  (128+sig when killed, 125/126/127 as in DESIGN.md §3). The
 //                  host ends the VM as soon as it has this message.
+//   guest -> host  {"type":"listen", "port":P, "addr":"A"}
+//                  A guest socket listens on TCP port P (1..65535). A is the
+//                  IPv4 address a connection must be sent to in the guest to
+//                  reach it: "0.0.0.0" for a wildcard listener (0.0.0.0 or ::),
+//                  a 127.x.y.z address for a loopback-only one, or the one
+//                  address it is bound to. A second "listen" for the same
+//                  port replaces the first (its address changed). Only sent
+//                  after "mirror_ports"; at most kMaxMirroredPorts ports.
+//   guest -> host  {"type":"unlisten", "port":P}   nothing listens on P any more
 //
 // This header is shared by init (a static guest binary) and the VMM, so it only
 // uses the standard library.
@@ -94,6 +111,39 @@ inline const char* mount_path_problem(std::string_view path) {
     }
     if (!has_name) return "the path may not be / (that would hide the root filesystem)";
     return nullptr;
+}
+
+// How many guest ports init reports, and the host mirrors, at most: the
+// guest decides how many it opens, so both ends bound it.
+inline constexpr size_t kMaxMirroredPorts = 256;
+
+// Whether `text` is a dotted-quad IPv4 address ("a.b.c.d", each 0..255, no
+// leading zeros): the only form "listen" and "net" addresses take.
+inline bool is_dotted_quad(std::string_view text) {
+    int parts = 0;
+    size_t i = 0;
+    while (parts < 4) {
+        size_t start = i;
+        unsigned value = 0;
+        while (i < text.size() && text[i] >= '0' && text[i] <= '9' && i - start < 3)
+            value = value * 10 + unsigned(text[i++] - '0');
+        size_t len = i - start;
+        if (len == 0 || value > 255 || (len > 1 && text[start] == '0')) return false;
+        if (++parts < 4) {
+            if (i >= text.size() || text[i] != '.') return false;
+            ++i;
+        }
+    }
+    return i == text.size();
+}
+
+// The guest's listener messages, as init sends them. `addr` must be a dotted
+// quad (is_dotted_quad), so no JSON escaping is needed.
+inline std::string listen_message(uint16_t port, std::string_view addr) {
+    return "{\"type\":\"listen\",\"port\":" + std::to_string(port) + ",\"addr\":\"" + std::string(addr) + "\"}";
+}
+inline std::string unlisten_message(uint16_t port) {
+    return "{\"type\":\"unlisten\",\"port\":" + std::to_string(port) + "}";
 }
 
 // Frame one JSON text.

@@ -3,6 +3,8 @@
 // beyond this one table).
 #pragma once
 
+#include <sys/types.h>
+
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -22,6 +24,9 @@ struct Context {
     std::optional<KernelFile> kernel;  // mapped at create time when found
     std::string kernel_error;          // why it was not
     UniqueFd console_out_file;         // krun_set_console_output
+    std::optional<uid_t> run_as_uid;   // krun_setuid
+    std::optional<gid_t> run_as_gid;   // krun_setgid
+    UniqueFd net_fd;                   // krun_add_net_unixstream's socket (config.net.unixstream_fd)
     uint64_t created_ns = 0;
     bool boot_trace = false;           // krunlet_set_boot_trace
     FsCacheKnobs fs_cache;             // krunlet_set_fs_cache (checked)

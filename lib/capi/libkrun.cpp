@@ -5,10 +5,12 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -18,6 +20,7 @@
 
 #include "base/control_protocol.h"
 #include "capi/context.h"
+#include "sandbox/privileges.h"
 #include "vmm/terminal.h"
 #include "vmm/vm.h"
 #include "vmm/port_specs.h"
@@ -256,6 +259,22 @@ int32_t krun_set_console_output(uint32_t ctx_id, const char* c_filepath) {
     });
 }
 
+int32_t krun_setuid(uint32_t ctx_id, uid_t uid) {
+    if (uid == static_cast<uid_t>(-1)) return -EINVAL;
+    return ContextTable::instance().with(ctx_id, [&](Context& c) {
+        c.run_as_uid = uid;
+        return 0;
+    });
+}
+
+int32_t krun_setgid(uint32_t ctx_id, gid_t gid) {
+    if (gid == static_cast<gid_t>(-1)) return -EINVAL;
+    return ContextTable::instance().with(ctx_id, [&](Context& c) {
+        c.run_as_gid = gid;
+        return 0;
+    });
+}
+
 int32_t krun_add_vsock_port2(uint32_t ctx_id, uint32_t port, const char* c_filepath, bool listen) {
     if (c_filepath == nullptr || *c_filepath == '\0') return -EINVAL;
     return guarded([&] {
@@ -297,8 +316,93 @@ int32_t krun_set_port_map(uint32_t ctx_id, const char* const port_map[]) {
         }
         return ContextTable::instance().with(ctx_id, [&](Context& c) {
             c.config.net.ports = std::move(ports);
+            c.config.net.port_map_given = true;  // even empty: no mirroring of guest listeners
             return 0;
         });
+    });
+}
+
+int32_t krun_add_net_unixstream(uint32_t ctx_id, const char* c_path, int fd, uint8_t* const c_mac, uint32_t features,
+                                uint32_t flags) {
+    return guarded([&]() -> int32_t {
+        // Exactly one of a path to connect to and a connected socket.
+        if ((c_path == nullptr) == (fd < 0)) {
+            log_error("krun_add_net_unixstream: give either a socket path or a connected fd, not both or neither");
+            return -EINVAL;
+        }
+        if (const uint32_t unknown = features & ~uint32_t{COMPAT_NET_FEATURES}; unknown != 0) {
+            char bits[16];
+            std::snprintf(bits, sizeof bits, "0x%x", unknown);
+            log_error(std::string("krun_add_net_unixstream: unknown feature bits ") + bits +
+                      " (known: the NET_FEATURE_* of libkrun.h)");
+            return -EINVAL;
+        }
+        if ((flags & NET_FLAG_VFKIT) != 0) {
+            log_error("krun_add_net_unixstream: NET_FLAG_VFKIT is the datagram socket handshake; a stream socket has none");
+            return -EINVAL;
+        }
+        if ((flags & NET_FLAG_DHCP_CLIENT) != 0) {
+            // crun asks for it first and retries without it on -EINVAL: only a warning.
+            if (ContextTable::instance().log_level() >= KRUN_LOG_LEVEL_WARN)
+                std::fprintf(stderr, "krunlet: krun_add_net_unixstream: NET_FLAG_DHCP_CLIENT is not supported: init gives "
+                                     "eth0 a static address (10.0.2.15/24 via 10.0.2.2, see docs/networking.md); call "
+                                     "again without it\n");
+            return -EINVAL;
+        }
+        if (flags != 0) {
+            log_error("krun_add_net_unixstream: unknown flags 0x" + std::to_string(flags));
+            return -EINVAL;
+        }
+        krunlet::NetConfig net;
+        if (c_mac != nullptr) {
+            std::copy(c_mac, c_mac + 6, net.mac.begin());
+            if ((net.mac[0] & 1) != 0 || std::all_of(net.mac.begin(), net.mac.end(), [](uint8_t b) { return b == 0; })) {
+                log_error("krun_add_net_unixstream: the MAC address must be a unicast, non-zero address");
+                return -EINVAL;
+            }
+        }
+        krunlet::UniqueFd owned;
+        if (c_path != nullptr) {
+            size_t len = std::strlen(c_path);
+            if (len == 0 || len >= sizeof(sockaddr_un{}.sun_path)) {
+                log_error(std::string("krun_add_net_unixstream: socket path \"") + c_path + "\" must be 1.." +
+                          std::to_string(sizeof(sockaddr_un{}.sun_path) - 1) + " bytes long");
+                return len == 0 ? -EINVAL : -ENAMETOOLONG;
+            }
+            net.unixstream_path = c_path;
+        } else {
+            int type = 0;
+            socklen_t tlen = sizeof type;
+            if (::getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tlen) != 0) {
+                int e = errno;
+                log_error("krun_add_net_unixstream: fd " + std::to_string(fd) + ": " + std::strerror(e) +
+                          " (give a connected stream socket, such as passt's)");
+                return -e;
+            }
+            if (type != SOCK_STREAM) {
+                log_error("krun_add_net_unixstream: fd " + std::to_string(fd) + " is not a stream socket");
+                return -EINVAL;
+            }
+            // The context keeps its own copy: the caller may close theirs (libkrun takes ownership of
+            // it; a copy serves both conventions).
+            owned = krunlet::UniqueFd(::fcntl(fd, F_DUPFD_CLOEXEC, 3));
+            if (!owned.valid()) return -errno;
+        }
+        net.enabled = true;
+        net.backend = krunlet::NetBackendKind::UnixStream;
+        net.tx_checksum = (features & NET_FEATURE_CSUM) != 0;
+        int32_t rc = ContextTable::instance().with(ctx_id, [&](Context& c) {
+            if (c.config.net.enabled && c.config.net.backend == krunlet::NetBackendKind::UnixStream) return -EEXIST;
+            // Keep what other calls set (a port map is passt's business, but harmless).
+            net.ports = std::move(c.config.net.ports);
+            net.port_map_given = c.config.net.port_map_given;
+            net.unixstream_fd = owned.get();
+            c.net_fd = std::move(owned);
+            c.config.net = std::move(net);
+            return 0;
+        });
+        if (rc == -EEXIST) log_error("krun_add_net_unixstream: the VM already has its one network device");
+        return rc;
     });
 }
 
@@ -425,10 +529,19 @@ int32_t krun_start_enter(uint32_t ctx_id) {
             log_error(vm.error().message);
             return -vm.error().code;
         }
+        // Everything that needs the caller's privileges is open; the guest has
+        // not run yet, and no thread has a seccomp filter (which would refuse
+        // set*id). The virtio-fs server notices the lost capabilities and
+        // creates files as these ids from now on (docs/security.md).
+        if (auto r = krunlet::sandbox::drop_privileges(ctx->run_as_uid, ctx->run_as_gid); !r) {
+            log_error(r.error().message);
+            return -r.error().code;
+        }
         krunlet::VmOutcome outcome;
         {
             krunlet::RawTerminal raw(cfg.console_in);
-            outcome = (*vm)->run();
+            // This thread never returns to the caller: it is filtered too.
+            outcome = (*vm)->run(krunlet::VmRunOptions{.sandbox_caller = true});
         }
         const char* env_trace = std::getenv("KRUNLET_BOOT_TRACE");
         if (ctx->boot_trace || (env_trace != nullptr && std::strcmp(env_trace, "1") == 0))

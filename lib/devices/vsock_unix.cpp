@@ -141,13 +141,22 @@ void VsockUnixBridge::on_close(VsockStream& stream) {
     ids_.erase(it);
     auto p = pipes_.find(id);
     if (p == pipes_.end()) return;
-    // Bytes the guest sent before it closed still go out, as far as the socket takes them
-    // without blocking; then both ends are gone.
-    if (!p->second.backlog.empty()) {
-        p->second.stream = nullptr;
-        flush_backlog(p->second);
+    Pipe& pipe = p->second;
+    pipe.stream = nullptr;
+    pipe.reading = false;
+    // Bytes the guest sent before it closed still go out, as close(2) of a socket with unsent
+    // data would: the socket stays open (watched for EPOLLOUT only) until the unix peer has
+    // taken them, then closes, so the peer reads everything and then EOF. A guest could
+    // leave one window behind per connection and open the next, so only kMaxLingering
+    // sockets wait like that; beyond them the rest is dropped.
+    if (!pipe.backlog.empty()) flush_backlog(pipe);
+    if (pipe.backlog.empty() || lingering_ >= kMaxLingering) {
+        drop(id);
+        return;
     }
-    drop(id);
+    ++lingering_;
+    pipe.lingering = true;
+    update_watch(id, pipe);
 }
 
 void VsockUnixBridge::on_drained(VsockStream& stream) {
@@ -164,7 +173,11 @@ void VsockUnixBridge::on_socket(uint64_t id, uint32_t events) {
     if (it == pipes_.end()) return;
     Pipe& p = it->second;
     if ((events & EPOLLOUT) && !p.backlog.empty()) flush_backlog(p);
-    if (!pipes_.contains(id)) return;
+    if (p.stream == nullptr) {
+        // A lingering pipe (on_close): done once its backlog is out or its peer is gone.
+        if (p.backlog.empty() || (events & (EPOLLHUP | EPOLLERR))) drop(id);
+        return;
+    }
     if (events & (EPOLLIN | EPOLLHUP | EPOLLERR)) pump_to_guest(id, p);
     if (pipes_.contains(id)) update_watch(id, pipes_.at(id));
 }
@@ -237,6 +250,7 @@ void VsockUnixBridge::drop(uint64_t id) {
     if (it == pipes_.end()) return;
     if (it->second.watched) env_.unwatch(it->second.fd.get());
     if (it->second.stream) ids_.erase(it->second.stream);
+    if (it->second.lingering) --lingering_;
     pipes_.erase(it);
 }
 

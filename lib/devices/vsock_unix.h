@@ -53,13 +53,17 @@ public:
 
     // Bytes read from the unix socket per read(2): one vsock packet's worth.
     static constexpr size_t kReadChunk = 64 * 1024;
+    // Sockets kept after their stream closed until the unix peer has taken the guest's last
+    // bytes (at most one receive window each); beyond this many the rest is dropped.
+    static constexpr size_t kMaxLingering = VsockDevice::kMaxConnections;
 
 private:
     struct Pipe {
         UniqueFd fd;
-        VsockStream* stream = nullptr;
+        VsockStream* stream = nullptr;  // nullptr once the stream closed (the pipe lingers)
         bool connected = false;     // the vsock side is open (host-initiated: after RESPONSE)
         bool reading = false;       // EPOLLIN wanted
+        bool lingering = false;     // counted in lingering_
         uint32_t watched = 0;       // events registered with env_
         std::vector<uint8_t> backlog;  // guest -> host bytes the socket has not taken yet
     };
@@ -81,6 +85,7 @@ private:
     uint32_t guest_port_;
     UniqueFd listener_;
     uint64_t next_id_ = 1;
+    size_t lingering_ = 0;  // pipes whose stream closed, still flushing their backlog
     std::map<uint64_t, Pipe> pipes_;
     std::map<VsockStream*, uint64_t> ids_;
 };

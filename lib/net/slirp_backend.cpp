@@ -222,6 +222,8 @@ Result<std::unique_ptr<SlirpBackend>> SlirpBackend::create(virtio::DeviceEnv& en
     cfg.disable_host_loopback = !o.host_loopback;
     cfg.enable_emu = false;  // libslirp: the protocol emulation code is not safe
     b->guest_addr_ = guest->s_addr;
+    b->host_addr_ = host->s_addr;
+    b->guest_mac_ = o.guest_mac;
     Slirp* s = ::slirp_new(&cfg, &kCallbacks, b.get());
     if (s == nullptr) return make_error(EINVAL, "slirp: slirp_new refused the configuration");
     b->slirp_ = s;
@@ -237,17 +239,28 @@ SlirpBackend::~SlirpBackend() {
 }
 
 Result<void> SlirpBackend::add_hostfwd(std::string_view host_addr, uint16_t host_port, uint16_t guest_port) {
+    in_addr guest{};
+    guest.s_addr = guest_addr_;
+    char text[INET_ADDRSTRLEN] = {};
+    ::inet_ntop(AF_INET, &guest, text, sizeof text);
+    return add_hostfwd(host_addr, host_port, text, guest_port);
+}
+
+Result<void> SlirpBackend::add_hostfwd(std::string_view host_addr, uint16_t host_port, std::string_view guest_addr,
+                                       uint16_t guest_port) {
     const std::string addr_text(host_addr);
     auto addr = parse_ipv4(addr_text, "port-forward host address");
     if (!addr.ok()) return addr.error();
-    const std::string what = "port forward " + addr_text + ":" + std::to_string(host_port) + " -> guest port " +
-                             std::to_string(guest_port);
+    auto guest = parse_ipv4(std::string(guest_addr), "port-forward guest address");
+    if (!guest.ok()) return guest.error();
+    const std::string what = "port forward " + addr_text + ":" + std::to_string(host_port) + " -> guest " +
+                             std::string(guest_addr) + ":" + std::to_string(guest_port);
     if (host_port == 0 || guest_port == 0)
         return make_error(EINVAL, what + ": ports must be 1..65535");
-    in_addr guest{};
-    guest.s_addr = guest_addr_;
+    if (guest->s_addr == 0) return make_error(EINVAL, what + ": the guest address may not be 0.0.0.0");
+    if ((ntohl(guest->s_addr) >> 24) == 127) teach_arp(guest->s_addr);
     errno = 0;
-    if (::slirp_add_hostfwd(slirp_, 0, *addr, host_port, guest, guest_port) != 0) {
+    if (::slirp_add_hostfwd(slirp_, 0, *addr, host_port, *guest, guest_port) != 0) {
         // slirp keeps bind()'s errno (EADDRINUSE, EACCES below 1024, ...).
         const int e = errno != 0 ? errno : EADDRINUSE;
         std::string hint = e == EADDRINUSE ? " (host port " + std::to_string(host_port) +
@@ -260,6 +273,36 @@ Result<void> SlirpBackend::add_hostfwd(std::string_view host_addr, uint16_t host
     // The new listener is watched from the next cycle on.
     kick();
     return {};
+}
+
+Result<void> SlirpBackend::remove_hostfwd(std::string_view host_addr, uint16_t host_port) {
+    const std::string addr_text(host_addr);
+    auto addr = parse_ipv4(addr_text, "port-forward host address");
+    if (!addr.ok()) return addr.error();
+    // slirp finds the listener by getsockname(), so the address must be the
+    // one it was added with.
+    if (::slirp_remove_hostfwd(slirp_, 0, *addr, host_port) != 0)
+        return make_error(ENOENT, "no port forward listens on " + addr_text + ":" + std::to_string(host_port));
+    kick();
+    return {};
+}
+
+void SlirpBackend::teach_arp(uint32_t ip_be) {
+    // An ARP reply (RFC 826) "ip_be is at guest_mac_", as if the guest sent
+    // it; slirp's arp_input() records the sender of every reply.
+    uint8_t f[42] = {};
+    std::memset(f, 0xff, 6);                      // destination: broadcast
+    std::memcpy(f + 6, guest_mac_.data(), 6);     // source: the guest
+    f[12] = 0x08, f[13] = 0x06;                   // ethertype ARP
+    f[14] = 0x00, f[15] = 0x01;                   // hardware: Ethernet
+    f[16] = 0x08, f[17] = 0x00;                   // protocol: IPv4
+    f[18] = 6, f[19] = 4;                         // address lengths
+    f[20] = 0x00, f[21] = 0x02;                   // op: reply
+    std::memcpy(f + 22, guest_mac_.data(), 6);    // sender MAC
+    std::memcpy(f + 28, &ip_be, 4);               // sender IP
+    std::memset(f + 32, 0xff, 6);                 // target MAC (slirp does not look)
+    std::memcpy(f + 38, &host_addr_, 4);          // target IP: slirp
+    ::slirp_input(slirp_, f, sizeof f);
 }
 
 Result<void> SlirpBackend::start() {
@@ -281,6 +324,9 @@ Result<void> SlirpBackend::send_to_host(std::span<const uint8_t> frame) {
         return make_error(EMSGSIZE, "slirp: IPv4 fragment dropped (slirp's reassembly is unsafe)");
     }
     ++stats_.frames_to_host;
+    // guest-controlled, but only ever used as a destination MAC for the
+    // guest itself; a multicast source is not a station address.
+    if ((frame[6] & 1) == 0) std::memcpy(guest_mac_.data(), frame.data() + 6, 6);
     // slirp parses the frame (it is guest-controlled) with its own checks;
     // replies it can give at once (ARP, ICMP to 10.0.2.2) reach the sink
     // before this returns.

@@ -23,6 +23,7 @@
 
 #include <poll.h>
 
+#include <array>
 #include <cstdint>
 #include <memory>
 #include <span>
@@ -48,6 +49,9 @@ struct SlirpOptions {
     std::string guest = "10.0.2.15";   // first DHCP address; the default port-forward target
     unsigned mtu = 1500;               // slirp's IF_MTU; the guest's eth0 must not exceed it
     bool host_loopback = true;         // false: 10.0.2.2 no longer reaches 127.0.0.1
+    // The guest's MAC until its first frame shows the one it really uses
+    // (only needed to forward to guest loopback addresses, see add_hostfwd).
+    std::array<uint8_t, 6> guest_mac{0x52, 0x54, 0x00, 0x12, 0x34, 0x56};
 };
 
 class SlirpBackend final : public NetBackend {
@@ -66,6 +70,16 @@ public:
     Result<void> add_hostfwd(uint16_t host_port, uint16_t guest_port) {
         return add_hostfwd("127.0.0.1", host_port, guest_port);
     }
+    // The same, to `guest_addr` instead of the guest's address. A loopback
+    // guest_addr (127.0.0.0/8; the guest must accept it on eth0, see
+    // init/network.h allow_loopback_on_eth0) works too: the guest never
+    // answers ARP for loopback addresses, so slirp is told that the guest's
+    // MAC owns it, as a frame from the guest would.
+    Result<void> add_hostfwd(std::string_view host_addr, uint16_t host_port, std::string_view guest_addr,
+                             uint16_t guest_port);
+    // Stops the forward listening on host_addr:host_port (connections already
+    // made go on). ENOENT when there is none.
+    Result<void> remove_hostfwd(std::string_view host_addr, uint16_t host_port);
 
     // NetBackend
     void set_sink(FrameSink* sink) override { sink_ = sink; }
@@ -93,6 +107,7 @@ private:
     explicit SlirpBackend(virtio::DeviceEnv& env);  // in the .cpp, where Timer is complete
 
     void kick();
+    void teach_arp(uint32_t ip_be);
     void refill();
     void sync_epoll();
     void arm_timer(uint32_t timeout_ms);
@@ -105,6 +120,8 @@ private:
     std::vector<std::unique_ptr<Timer>> timers_;  // before slirp_: freed after slirp_cleanup()
     Slirp* slirp_ = nullptr;       // owned: slirp_cleanup() in the destructor
     uint32_t guest_addr_ = 0;      // network byte order
+    std::array<uint8_t, 6> guest_mac_{};  // the source of the guest's last frame (or the option)
+    uint32_t host_addr_ = 0;       // slirp's own address (10.0.2.2), network byte order
     UniqueFd epoll_;               // slirp's sockets + timer_ + kick_
     UniqueFd timer_;               // timerfd, CLOCK_MONOTONIC, absolute
     UniqueFd kick_;                // eventfd: "run a cycle soon"

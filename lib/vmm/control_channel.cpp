@@ -16,9 +16,21 @@ std::string ControlChannel::exec_message() const {
     // Only when there are volumes: an init that predates "mounts" never sees it.
     for (const VolumeMount& m : workload_.mounts)
         msg["mounts"].push_back({{"tag", m.tag}, {"path", m.guest_path}, {"read_only", m.read_only}});
+    if (net_ && net_->enabled) {
+        msg["net"] = {{"address", net_->guest_address},
+                      {"prefix", net_->guest_prefix},
+                      {"gateway", net_->gateway},
+                      {"dns", net_->dns}};
+        if (on_listener_) msg["mirror_ports"] = true;
+    }
     // Strings came from the C API and may hold invalid UTF-8; replace rather
     // than throw.
     return msg.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+void ControlChannel::set_network(const NetConfig& net, OnListener on_listener) {
+    net_ = net;
+    on_listener_ = std::move(on_listener);
 }
 
 void ControlChannel::on_connect(Send send) {
@@ -49,6 +61,20 @@ void ControlChannel::on_data(std::span<const uint8_t> bytes) {
                 exit_code_ = c;
                 if (on_exit_) on_exit_(c);
             }
+        } else if ((*type == "listen" || *type == "unlisten") && on_listener_) {
+            // guest-controlled: a port in range, and for "listen" a dotted quad.
+            auto port = j.find("port");
+            if (port == j.end() || !port->is_number_unsigned()) continue;
+            uint64_t p = port->get<uint64_t>();
+            if (p == 0 || p > 65535) continue;
+            ListenerEvent ev{static_cast<uint16_t>(p), {}};
+            if (*type == "listen") {
+                auto addr = j.find("addr");
+                if (addr == j.end() || !addr->is_string()) continue;
+                ev.addr = addr->get<std::string>();
+                if (!control::is_dotted_quad(ev.addr)) continue;
+            }
+            on_listener_(ev);
         }
     }
 }

@@ -1,5 +1,6 @@
 // The host end of the control channel (base/control_protocol.h): it sends
-// init the workload, receives the exit status, and forwards signals.
+// init the workload and the guest's network setup, receives the exit status
+// and the guest's listener reports, and forwards signals.
 //
 // The class knows nothing of vsock: the VMM feeds it the bytes of the guest's
 // connection and gives it a function that sends bytes back, so the protocol
@@ -20,11 +21,24 @@ class ControlChannel {
 public:
     using Send = std::function<bool(std::span<const uint8_t>)>;
     using OnExit = std::function<void(int code)>;
+    // A guest "listen" (addr set, a dotted quad) or "unlisten" (addr empty)
+    // that passed the checks: port 1..65535.
+    struct ListenerEvent {
+        uint16_t port = 0;
+        std::string addr;
+    };
+    using OnListener = std::function<void(const ListenerEvent&)>;
 
     // `tty`: whether the caller's console is a terminal (init then leaves
     // the guest console cooked; otherwise it makes it raw so output is
     // byte-exact).
     ControlChannel(Workload workload, bool tty, OnExit on_exit);
+
+    // Before the guest connects: the exec message's "net" (eth0's static
+    // setup) and, with a handler, "mirror_ports". Without a call the exec
+    // message has neither (init falls back to slirp's layout and reports no
+    // listeners).
+    void set_network(const NetConfig& net, OnListener on_listener);
 
     // The guest connected: send it the exec message.
     void on_connect(Send send);
@@ -47,6 +61,8 @@ private:
     Send send_;
     control::Decoder decoder_;
     std::optional<int> exit_code_;
+    std::optional<NetConfig> net_;
+    OnListener on_listener_;
 };
 
 }  // namespace krunlet

@@ -6,6 +6,11 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <utility>
+
+#include "vmm/vm_config.h"
 
 namespace krunlet {
 
@@ -36,7 +41,7 @@ void LockedDeviceEnv::unwatch(int fd) { loop_.remove(fd); }
 Result<std::unique_ptr<DeviceSlot>> DeviceSlot::create(const VmFd& vm, EventLoop& loop, const GuestMemory& mem,
                                                        std::unique_ptr<LockedDeviceEnv> env,
                                                        std::unique_ptr<virtio::Device> device, uint64_t base,
-                                                       uint32_t gsi) {
+                                                       uint32_t gsi, const sandbox::SeccompFilter* queue_thread_filter) {
     std::unique_ptr<DeviceSlot> slot(new DeviceSlot());
     slot->loop_ = &loop;
     slot->base_ = base;
@@ -57,7 +62,7 @@ Result<std::unique_ptr<DeviceSlot>> DeviceSlot::create(const VmFd& vm, EventLoop
         KRUNLET_CHECK(vm.register_ioeventfd(efd.get(), base + virtio::MmioTransport::kQueueNotifyOffset, 4,
                                             std::nullopt));
         slot->queue_thread_ = std::make_unique<QueueThread>("virtio-" + std::to_string(gsi), *slot->transport_,
-                                                            nqueues, std::move(efd));
+                                                            nqueues, std::move(efd), queue_thread_filter);
         return slot;
     }
     for (size_t q = 0; q < nqueues; ++q) {
@@ -76,8 +81,9 @@ Result<std::unique_ptr<DeviceSlot>> DeviceSlot::create(const VmFd& vm, EventLoop
     return slot;
 }
 
-QueueThread::QueueThread(std::string name, virtio::MmioTransport& transport, size_t nqueues, UniqueFd kick)
-    : kick_(std::move(kick)), thread_([this, &transport, nqueues] { run(transport, nqueues); }) {
+QueueThread::QueueThread(std::string name, virtio::MmioTransport& transport, size_t nqueues, UniqueFd kick,
+                         const sandbox::SeccompFilter* filter)
+    : kick_(std::move(kick)), filter_(filter), thread_([this, &transport, nqueues] { run(transport, nqueues); }) {
     // At most 15 characters plus NUL, or the kernel refuses the name.
     name.resize(std::min<size_t>(name.size(), 15));
     ::pthread_setname_np(thread_.native_handle(), name.c_str());
@@ -100,6 +106,14 @@ void QueueThread::run(virtio::MmioTransport& transport, size_t nqueues) {
             return;  // cannot happen with a valid eventfd; nothing sensible is left to do
         }
         if (stopping_.load(std::memory_order_acquire)) return;
+        if (const sandbox::SeccompFilter* f = std::exchange(filter_, nullptr)) {
+            // Nothing guest-controlled has been read yet. A VMM that cannot
+            // sandbox this thread must not serve the guest from it.
+            if (auto r = f->install(); !r.ok()) {
+                std::fprintf(stderr, "krunlet: %s\n", r.error().message.c_str());
+                std::_Exit(kExitVmmError);
+            }
+        }
         for (size_t q = 0; q < nqueues; ++q) transport.notify(uint32_t(q));
     }
 }

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "base/fd.h"
+#include "sandbox/seccomp.h"
 #include "base/result.h"
 #include "kvm/kvm.h"
 #include "virtio/mmio.h"
@@ -49,8 +50,12 @@ private:
 class QueueThread {
 public:
     // Starts a thread named `name` that calls transport.notify(q) for every queue
-    // each time `kick` (a blocking eventfd) is signalled.
-    QueueThread(std::string name, virtio::MmioTransport& transport, size_t nqueues, UniqueFd kick);
+    // each time `kick` (a blocking eventfd) is signalled. With a `filter` (which
+    // must outlive the thread) the thread installs it at its first kick, before
+    // it reads a queue: not earlier, because krun_setuid's privilege drop, after
+    // the VM is built, makes every thread call setuid (docs/security.md).
+    QueueThread(std::string name, virtio::MmioTransport& transport, size_t nqueues, UniqueFd kick,
+                const sandbox::SeccompFilter* filter = nullptr);
     ~QueueThread();  // stops and joins
     QueueThread(const QueueThread&) = delete;
     QueueThread& operator=(const QueueThread&) = delete;
@@ -58,6 +63,7 @@ public:
 private:
     void run(virtio::MmioTransport& transport, size_t nqueues);
     UniqueFd kick_;
+    const sandbox::SeccompFilter* filter_;
     std::atomic<bool> stopping_{false};
     std::thread thread_;  // last: started once the members it uses exist
 };
@@ -65,11 +71,13 @@ private:
 class DeviceSlot {
 public:
     // Creates the transport around `device`, wires its interrupt to `gsi` and
-    // its queue notifications to ioeventfds on `loop`.
+    // its queue notifications to ioeventfds on `loop` (or its queue thread,
+    // which installs `queue_thread_filter`).
     static Result<std::unique_ptr<DeviceSlot>> create(const VmFd& vm, EventLoop& loop, const GuestMemory& mem,
                                                       std::unique_ptr<LockedDeviceEnv> env,
                                                       std::unique_ptr<virtio::Device> device, uint64_t base,
-                                                      uint32_t gsi);
+                                                      uint32_t gsi,
+                                                      const sandbox::SeccompFilter* queue_thread_filter = nullptr);
     ~DeviceSlot();
 
     uint64_t base() const { return base_; }

@@ -5,6 +5,7 @@
 #include "vmm/vm.h"
 
 #include <fcntl.h>
+#include <linux/virtio_mmio.h>
 #include <sys/epoll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -36,12 +37,16 @@
 #include "kvm/kvm.h"
 #include "memory/guest_memory.h"
 #include "net/slirp_backend.h"
+#include "sandbox/seccomp.h"
 #include "virtiofs/fd_budget.h"
 #include "virtiofs/server.h"
 #include "vmm/control_channel.h"
 #include "vmm/device_slot.h"
 #include "vmm/event_loop.h"
 #include "vmm/legacy_io.h"
+#include "vmm/loop_call.h"
+#include "vmm/net_setup.h"
+#include "vmm/port_mirror.h"
 #include "vmm/signal_forwarder.h"
 #include "vmm/volumes.h"
 
@@ -123,6 +128,8 @@ struct Vm::Impl {
     std::optional<VmFd> vm;
     std::optional<GuestMemory> mem;
     std::unique_ptr<EventLoop> loop;
+    std::unique_ptr<LoopCall> loop_call;  // vCPUs hand device register writes to the loop
+    std::optional<sandbox::ThreadFilters> filters;  // built before any thread starts
     std::vector<std::unique_ptr<DeviceSlot>> slots;
     std::vector<Vcpu> vcpus;
     std::unique_ptr<ControlChannel> control;
@@ -132,6 +139,8 @@ struct Vm::Impl {
     // Listening unix sockets of krun_add_vsock_port2(listen=true). Destroyed before `slots`
     // (declared later), so they unwatch while the vsock env still exists.
     std::vector<std::shared_ptr<devices::VsockUnixBridge>> vsock_listeners;
+    // Guest listeners mirrored on host ports; uses the net slot's backend, so declared after `slots`.
+    std::unique_ptr<PortMirror> port_mirror;
     x86::KernelCmdline cmdline;
 
     // How the VM ends: the first request_stop wins.
@@ -169,7 +178,8 @@ Result<void> Vm::Impl::attach(std::unique_ptr<LockedDeviceEnv> env, Result<std::
     if (n >= x86::kMaxVirtioDevices) return make_error(ENOSPC, "too many virtio devices");
     uint64_t base = x86::virtio_mmio_addr(n);
     uint32_t gsi = x86::virtio_mmio_gsi(n);
-    auto slot = DeviceSlot::create(*vm, *loop, *mem, std::move(env), std::move(dev).value(), base, gsi);
+    auto slot = DeviceSlot::create(*vm, *loop, *mem, std::move(env), std::move(dev).value(), base, gsi,
+                                   &filters->get(sandbox::Role::kFsWorker));
     if (!slot.ok()) return slot.error();
     KRUNLET_CHECK(cmdline.append_virtio_mmio(base, gsi));
     slots.push_back(std::move(slot).value());
@@ -215,17 +225,28 @@ Result<void> Vm::Impl::attach_rng() {
 
 Result<void> Vm::Impl::attach_net() {
     auto env = std::make_unique<LockedDeviceEnv>(*loop);
-    auto slirp = net::SlirpBackend::create(*env, net::SlirpOptions{});
-    if (!slirp.ok()) return slirp.error();
-    for (const PortForward& f : config.net.ports) {
-        // A port another program holds must not keep the workload from running: say so, go on.
-        if (auto r = (*slirp)->add_hostfwd(config.net.host_addr, f.host, f.guest); !r.ok())
-            std::fprintf(stderr, "krunlet: port %u -> guest %u not published: %s\n", f.host, f.guest,
-                         r.error().message.c_str());
-    }
-    auto dev = devices::NetDevice::create(std::move(slirp).value(), devices::NetDevice::Options{});
+    auto setup = make_net_backend(*env, config.net, config.log_level);
+    if (!setup.ok()) return setup.error();
+    net::SlirpBackend* slirp = setup->slirp;
+    auto dev = devices::NetDevice::create(std::move(setup->backend), setup->device);
     if (!dev.ok()) return dev.error();
-    return attach(std::move(env), std::unique_ptr<virtio::Device>(std::move(dev).value()));
+    KRUNLET_CHECK(attach(std::move(env), std::unique_ptr<virtio::Device>(std::move(dev).value())));
+    // Without a port map the guest's listeners are mirrored (vmm/port_mirror.h); passt
+    // forwards ports itself. The exec message tells init eth0's setup either way.
+    ControlChannel::OnListener on_listener;
+    if (slirp != nullptr && !config.net.port_map_given) {
+        auto log = [](const std::string& line) { std::fprintf(stderr, "%s\n", line.c_str()); };
+        port_mirror = std::make_unique<PortMirror>(locked_slirp_forwarder(slots.back()->transport().mutex(), *slirp),
+                                                   config.net.guest_address, config.log_level, log);
+        on_listener = [this](const ControlChannel::ListenerEvent& ev) {
+            if (ev.addr.empty())
+                port_mirror->on_unlisten(ev.port);
+            else
+                port_mirror->on_listen(ev.port, ev.addr);
+        };
+    }
+    control->set_network(config.net, std::move(on_listener));
+    return {};
 }
 
 Result<void> Vm::Impl::attach_vsock() {
@@ -291,6 +312,8 @@ Result<std::unique_ptr<Vm>> Vm::create(const VmConfig& config, uint64_t start_ns
     KRUNLET_CHECK(check_shares_and_mounts(config));
 
     KRUNLET_CHECK(Kvm::check_can_run_linux());
+    auto seccomp_mode = sandbox::seccomp_mode_from_env();
+    if (!seccomp_mode.ok()) return seccomp_mode.error();
     // Before any thread: threads made later inherit the blocked signals.
     auto signals = SignalForwarder::create();
     if (!signals.ok()) return signals.error();
@@ -320,6 +343,19 @@ Result<std::unique_ptr<Vm>> Vm::create(const VmConfig& config, uint64_t start_ns
     auto loop = EventLoop::create();
     if (!loop.ok()) return loop.error();
     m.loop = std::move(loop).value();
+    auto loop_call = LoopCall::create(*m.loop);
+    if (!loop_call.ok()) return loop_call.error();
+    m.loop_call = std::move(loop_call).value();
+    // Every thread's seccomp filter (docs/security.md), compiled before any device
+    // exists (queue threads take theirs) so no libseccomp code runs on a
+    // filtered thread.
+    sandbox::FilterParams fp;
+    fp.kick_signal = kick_signal();
+    fp.vcpu_write_fds = {m.loop_call->wake_fd()};
+    if (config.console_in >= 0) fp.console_fds = {config.console_in};
+    auto filters = sandbox::ThreadFilters::build(*seccomp_mode, fp);
+    if (!filters.ok()) return filters.error();
+    m.filters.emplace(std::move(filters).value());
 
     // Devices, in virtio-mmio slot order: the root filesystem first.
     KRUNLET_CHECK(m.cmdline.append(kBaseCmdline));
@@ -385,10 +421,16 @@ void Vm::Impl::handle_mmio(kvm_run* run) {
         if (addr < s->base() || addr - s->base() >= virtio::MmioTransport::kWindowSize) continue;
         uint64_t off = addr - s->base();
         std::span<uint8_t> data(run->mmio.data, len);
-        if (run->mmio.is_write)
-            s->transport().write(off, data);
+        virtio::MmioTransport& t = s->transport();
+        if (!run->mmio.is_write)
+            t.read(off, data);
+        else if (off == VIRTIO_MMIO_INTERRUPT_ACK)
+            t.write(off, data);  // every interrupt's hot path; it only clears bits
         else
-            s->transport().read(off, data);
+            // A write may activate or reset the device, running device code
+            // on guest data: that runs on the event loop, under its seccomp
+            // filter, not here (vmm/loop_call.h). False: the VM is stopping.
+            loop_call->call([&t, off, data] { t.write(off, data); });
         return;
     }
     // Nothing there: reads see all-ones, as on a real bus.
@@ -401,6 +443,11 @@ void Vm::Impl::vcpu_main(size_t index) {
     std::snprintf(name, sizeof name, "vcpu-%zu", index);
     ::pthread_setname_np(::pthread_self(), name);
     LegacyIo io(config.log_level >= 4);
+    // Before the first KVM_RUN: from here on the guest drives this thread.
+    if (auto r = filters->get(sandbox::Role::kVcpu).install(); !r.ok()) {
+        end(kExitVmmError, r.error().message, false);
+        return;
+    }
     if (index == 0) {
         trace.first_run_ns = monotonic_ns();
         if (config.log_level >= 3)
@@ -461,10 +508,14 @@ void Vm::Impl::vcpu_main(size_t index) {
     }
 }
 
-VmOutcome Vm::run() {
+VmOutcome Vm::run(const VmRunOptions& options) {
     Impl& m = *impl_;
     std::thread loop_thread([&m] {
         ::pthread_setname_np(::pthread_self(), "event-loop");
+        if (auto r = m.filters->get(sandbox::Role::kEventLoop).install(); !r.ok()) {
+            m.end(kExitVmmError, r.error().message, false);
+            return;
+        }
         m.loop->run();
     });
     std::vector<std::thread> threads;
@@ -475,6 +526,11 @@ VmOutcome Vm::run() {
             m.vcpu_done[i].store(true, std::memory_order_release);
         });
     }
+    // Every thread of the VM exists: the caller may now lose clone() & co.
+    if (options.sandbox_caller) {
+        if (auto r = m.filters->get(sandbox::Role::kVmmMain).install(); !r.ok())
+            m.end(kExitVmmError, r.error().message, false);
+    }
 
     {
         std::unique_lock lock(m.end_mu);
@@ -483,6 +539,7 @@ VmOutcome Vm::run() {
     // Stop every vCPU: flag, immediate_exit, then a kick for those inside
     // KVM_RUN (repeated until each thread has left).
     m.stopping.store(true, std::memory_order_release);
+    m.loop_call->cancel();  // a vCPU waiting for the loop gives up (if the loop is gone)
     for (auto& v : m.vcpus) v.request_exit();
     for (size_t i = 0; i < threads.size(); ++i) {
         // A kick can land just before the thread enters KVM_RUN; then

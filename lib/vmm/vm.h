@@ -10,6 +10,14 @@
 
 namespace krunlet {
 
+struct VmRunOptions {
+    // Filter the calling thread too, once the VM threads are started. Only for
+    // a caller that never gets the thread back (krun_start_enter): the filter
+    // stays for the thread's life. Tests that run many VMs in one process
+    // leave it off. (The VM's own threads are always filtered.)
+    bool sandbox_caller = false;
+};
+
 class Vm {
 public:
     // Build everything up to (not including) the first KVM_RUN.
@@ -17,7 +25,7 @@ public:
     ~Vm();
 
     // Run the guest until it ends; returns how it ended.
-    VmOutcome run();
+    VmOutcome run(const VmRunOptions& options = {});
     // Ask a running VM to end (any thread, async-signal-unsafe).
     void request_stop(int exit_code, const char* reason);
 

@@ -2,6 +2,7 @@
 // before Vm::create. Plain data: no fds, no KVM.
 #pragma once
 
+#include <array>
 #include <chrono>
 #include <cstdint>
 #include <optional>
@@ -62,10 +63,36 @@ struct PortForward {
     uint16_t guest = 0;
 };
 
+// Where the guest's Ethernet frames go (lib/net/backend.h).
+enum class NetBackendKind {
+    Slirp,       // libslirp in the VMM (net/slirp_backend.h)
+    UnixStream,  // a passt-style stream socket (net/unixstream_backend.h)
+};
+
 struct NetConfig {
-    bool enabled = true;             // virtio-net with libslirp (10.0.2.15/24, gateway 10.0.2.2)
+    bool enabled = true;             // virtio-net (off: the guest has loopback only)
+    NetBackendKind backend = NetBackendKind::Slirp;
     std::string host_addr = "127.0.0.1";  // where forwarded ports listen
     std::vector<PortForward> ports;
+    // A port map was given (krun_set_port_map, --publish), even an empty one.
+    // Without one, the guest's TCP listeners are mirrored on the same host
+    // ports (vmm/port_mirror.h; slirp only: passt forwards ports itself).
+    bool port_map_given = false;
+    // UnixStream: the socket to connect to (passt -s PATH), or an already
+    // connected one (crun's passt fd; borrowed: Vm::create duplicates it).
+    std::string unixstream_path;
+    int unixstream_fd = -1;
+    // The guest's MAC address (virtio-net config space).
+    std::array<uint8_t, 6> mac{0x52, 0x54, 0x00, 0x12, 0x34, 0x56};
+    // VIRTIO_NET_F_CSUM offered (krun_add_net_unixstream's NET_FEATURE_CSUM).
+    bool tx_checksum = true;
+    // eth0's static setup, sent to init in the exec message. The defaults are
+    // slirp's network; with passt, run it with the matching options
+    // (docs/networking.md).
+    std::string guest_address = "10.0.2.15";
+    unsigned guest_prefix = 24;
+    std::string gateway = "10.0.2.2";
+    std::string dns = "10.0.2.3";
 };
 
 struct VmConfig {

@@ -33,6 +33,10 @@ log() { echo "kvm-host: prepare: $*" >&2; }
 # group first, so that it can report a failure of the KVM group to run.sh.
 modules_9p=(virtio_ring virtio virtio_mmio netfs fscache 9pnet 9pnet_virtio 9p)
 modules_kvm=(irqbypass kvm ccp kvm-amd)
+# vhost-vsock, so that QEMU inside can have a vhost-vsock-device (krunlet-bench net compares
+# krunlet's user-space vsock with it). Loaded last; if they fail, only that comparison is lost.
+modules_vsock=(vsock vmw_vsock_virtio_transport_common vhost_iotlb vhost vhost_vsock)
+all_modules=("${modules_9p[@]}" "${modules_kvm[@]}" "${modules_vsock[@]}")
 
 # --- tools ------------------------------------------------------------------
 need_pkgs=()
@@ -141,6 +145,12 @@ mkdir -p "$out/modules"
 reuse=
 for d in "$top/$kernel_tag"-*/; do
     if [[ -f $d/ready && -f $d/vmlinux && -d $d/modules ]]; then
+        # Only a sibling that has every module this version loads.
+        complete=1
+        for m in "${all_modules[@]}"; do
+            [[ -f $d/modules/$m.ko ]] || complete=0
+        done
+        ((complete)) || continue
         reuse=${d%/}
         break
     fi
@@ -188,7 +198,7 @@ else
     [[ -d $moddir ]] || die "$kpkg has no lib/modules/$krel"
     extract_vmlinux "$work/pkg/boot/vmlinuz-$krel" "$out/vmlinux"
     declare -A seen=()
-    for m in "${modules_9p[@]}" "${modules_kvm[@]}"; do
+    for m in "${all_modules[@]}"; do
         ko=$(find "$moddir/kernel" -name "$m.ko" -print -quit)
         [[ -n $ko ]] || ko=$(find "$moddir/kernel" -name "${m//-/_}.ko" -print -quit)
         [[ -n $ko ]] || die "$kpkg has no $m.ko (compressed modules are not handled)"
@@ -196,7 +206,7 @@ else
         deps=$(modinfo -F depends "$ko")
         for dep in ${deps//,/ }; do
             [[ -n ${seen[${dep//-/_}]:-} ]] ||
-                die "$m.ko depends on $dep, which is not loaded before it: add it to modules_9p or modules_kvm in prepare.sh"
+                die "$m.ko depends on $dep, which is not loaded before it: add it to modules_9p, modules_kvm or modules_vsock in prepare.sh"
         done
         seen[${m//-/_}]=1
         cp "$ko" "$out/modules/$m.ko"
@@ -224,12 +234,13 @@ for applet in $(/bin/busybox --list); do
     [[ -e $root/.kvmhost/bin/$applet ]] || ln -s busybox "$root/.kvmhost/bin/$applet"
 done
 cp "$out/kvm-smoke" "$root/.kvmhost/bin/kvm-smoke"
-for m in "${modules_9p[@]}" "${modules_kvm[@]}"; do
+for m in "${all_modules[@]}"; do
     [[ -f $out/modules/$m.ko ]] || die "$m.ko is missing from the kernel build (delete $top to start over)"
     cp "$out/modules/$m.ko" "$root/.kvmhost/modules/"
 done
 printf '%s\n' "${modules_9p[@]}" >"$root/.kvmhost/modules/9p.order"
 printf '%s\n' "${modules_kvm[@]}" >"$root/.kvmhost/modules/kvm.order"
+printf '%s\n' "${modules_vsock[@]}" >"$root/.kvmhost/modules/vsock.order"
 install -m 0755 "$here/init.sh" "$root/init"
 install -m 0755 "$here/exec.sh" "$root/.kvmhost/exec.sh"
 if ((EUID == 0)); then

@@ -183,3 +183,21 @@ TEST_CASE("other flags still parse; --help exits 0 and lists the new flags") {
     for (const char* flag : {"--volume", "--fs-cache", "--fs-entry-timeout", "--fs-attr-timeout"})
         CHECK(contains(help.out, flag));
 }
+
+TEST_CASE("--net slirp, none and passt:PATH; anything else names the forms") {
+    CHECK(parse_ok({"/rootfs"}).net == "slirp");
+    CHECK(parse_ok({"--net", "none", "/rootfs"}).net == "none");
+    RunOptions p = parse_ok({"--net", "passt:/run/user/1000/passt.sock", "/rootfs", "true"});
+    CHECK(p.net == "passt");
+    CHECK(p.net_socket == "/run/user/1000/passt.sock");
+    CHECK(p.command == std::vector<std::string>{"true"});
+    for (const char* bad : {"tap", "passt", "passt:", "slirp:x"}) {
+        CAPTURE(bad);
+        std::string e = parse_error({"--net", bad, "/rootfs"});
+        CHECK(contains(e, std::string("--net ") + bad));
+        CHECK(contains(e, "passt:PATH"));
+    }
+    CHECK(contains(parse_error({"--net", "passt:" + std::string(108, 'x'), "/rootfs"}), "1 to 107 bytes"));
+    auto help = parse_command_line({"krunlet", "run", "--help"});
+    CHECK(contains(help.out, "passt:PATH"));
+}

@@ -527,3 +527,44 @@ TEST_CASE("merge and mount order: config mounts and host volumes, parents first"
     CHECK(merge_workload(c, nullptr).virtiofs.size() == 1);
     CHECK(mount_order(Workload{}).empty());
 }
+
+TEST_CASE("exec message net and mirror_ports: eth0's static setup; old hosts send neither") {
+    ExecMessage e = exec_ok(R"({"type":"exec","mirror_ports":true,
+        "net":{"address":"192.168.7.20","prefix":16,"gateway":"192.168.0.1","dns":"192.168.0.53"}})");
+    CHECK(e.mirror_ports);
+    REQUIRE(e.net.has_value());
+    CHECK(e.net->address == "192.168.7.20");
+    CHECK(e.net->prefix == 16);
+    CHECK(e.net->gateway == "192.168.0.1");
+    CHECK(e.net->dns == "192.168.0.53");
+
+    ExecMessage bare = exec_ok(R"({"type":"exec"})");
+    CHECK_FALSE(bare.mirror_ports);
+    CHECK_FALSE(bare.net.has_value());
+    // The defaults are slirp's network.
+    NetSettings d;
+    CHECK(d.address == "10.0.2.15");
+    CHECK(d.prefix == 24);
+    CHECK(d.gateway == "10.0.2.2");
+    CHECK(d.dns == "10.0.2.3");
+
+    auto err = [](const std::string& json) {
+        auto r = parse_control_message(json);
+        REQUIRE_FALSE(r.ok());
+        return r.error().message;
+    };
+    const std::string ok_rest = R"("prefix":24,"gateway":"10.0.2.2","dns":"10.0.2.3")";
+    CHECK(contains(err(R"({"type":"exec","mirror_ports":1})"), "exec.mirror_ports must be true or false"));
+    CHECK(contains(err(R"({"type":"exec","net":[]})"), "exec.net must be an object"));
+    CHECK(contains(err(R"({"type":"exec","net":{"prefix":24,"gateway":"10.0.2.2","dns":"10.0.2.3"}})"),
+                   "exec.net has no \"address\""));
+    CHECK(contains(err(R"({"type":"exec","net":{"address":"10.0.2.15","gateway":"10.0.2.2","dns":"10.0.2.3"}})"),
+                   "exec.net has no \"prefix\""));
+    for (const char* bad : {"10.0.2", "10.0.2.256", "010.0.2.15", "10.0.2.15 ", "::1", "eth0", ""})
+        CHECK(contains(err(std::string(R"({"type":"exec","net":{"address":")") + bad + "\"," + ok_rest + "}}"),
+                       "is not an IPv4 address"));
+    CHECK(contains(err(R"({"type":"exec","net":{"address":"10.0.2.15","prefix":33,"gateway":"10.0.2.2","dns":"10.0.2.3"}})"),
+                   "exec.net.prefix"));
+    CHECK(contains(err(R"({"type":"exec","net":{"address":"10.0.2.15","prefix":0,"gateway":"10.0.2.2","dns":"10.0.2.3"}})"),
+                   "1..32"));
+}

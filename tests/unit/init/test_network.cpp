@@ -18,3 +18,13 @@ TEST_CASE("resolv.conf: a non-loopback nameserver is usable; loopback-only, empt
     CHECK_FALSE(resolv_conf_usable("nameserver\n"));
     CHECK_FALSE(resolv_conf_usable("search example.com\n"));
 }
+
+TEST_CASE("prefix lengths become dotted netmasks") {
+    using krunlet::init::prefix_netmask;
+    CHECK(prefix_netmask(24) == "255.255.255.0");
+    CHECK(prefix_netmask(16) == "255.255.0.0");
+    CHECK(prefix_netmask(20) == "255.255.240.0");
+    CHECK(prefix_netmask(32) == "255.255.255.255");
+    CHECK(prefix_netmask(1) == "128.0.0.0");
+    CHECK(prefix_netmask(0) == "0.0.0.0");
+}

@@ -365,6 +365,52 @@ TEST_CASE("slirp: a host port forward carries a host connection into the guest")
     CHECK(std::string(buf, 10) == "hello host");
 }
 
+TEST_CASE("slirp: a forward to a guest loopback address goes straight to the guest's MAC; removal stops it") {
+    // The guest never answers ARP for 127.0.0.1, so the backend tells slirp the
+    // MAC itself: the one the guest's last frame came from.
+    const MacAddr guest_mac{0x02, 0x11, 0x22, 0x33, 0x44, 0x55};
+    Rig rig;
+    rig.send(arp_request(kHostIp, guest_mac));  // the guest speaks first, from its own MAC
+    REQUIRE(rig.expect([](const Bytes& f) { return get16(f, 12) == kEthArp; }).has_value());
+
+    const uint16_t port = unused_port();
+    REQUIRE(rig.slirp->add_hostfwd("127.0.0.1", port, "127.0.0.1", 8080).ok());
+    rig.env.run_once(0);
+    UniqueFd client = inet_socket(SOCK_STREAM);
+    sockaddr_in a = loopback(port);
+    REQUIRE(::connect(client.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+    auto syn = rig.expect([](const Bytes& f) {
+        if (get16(f, 12) == kEthArp) return true;  // an ARP request would be the failure
+        auto ip = parse_ipv4(f);
+        auto t = ip ? parse_tcp(*ip) : std::nullopt;
+        return t && t->dport == 8080 && (t->flags & tcpflag::kSyn);
+    });
+    REQUIRE(syn.has_value());
+    REQUIRE(get16(*syn, 12) == kEthIpv4);
+    CHECK(MacAddr{(*syn)[0], (*syn)[1], (*syn)[2], (*syn)[3], (*syn)[4], (*syn)[5]} == guest_mac);
+    auto ip = parse_ipv4(*syn);
+    CHECK(ip->dst == ip4(127, 0, 0, 1));
+    CHECK(ip->src == kHostIp);
+
+    // Removed: nothing listens there any more (the connection made goes on), and a
+    // second removal says so.
+    REQUIRE(rig.slirp->remove_hostfwd("127.0.0.1", port).ok());
+    auto again = rig.slirp->remove_hostfwd("127.0.0.1", port);
+    REQUIRE_FALSE(again.ok());
+    CHECK(again.error().code == ENOENT);
+    UniqueFd probe = inet_socket(SOCK_STREAM);
+    CHECK(::connect(probe.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) == -1);
+    CHECK(errno == ECONNREFUSED);
+
+    // Wildcard host forwards are found by the address they were added with.
+    const uint16_t any = unused_port();
+    REQUIRE(rig.slirp->add_hostfwd("0.0.0.0", any, "10.0.2.15", 80).ok());
+    CHECK_FALSE(rig.slirp->remove_hostfwd("127.0.0.1", any).ok());
+    CHECK(rig.slirp->remove_hostfwd("0.0.0.0", any).ok());
+    CHECK_FALSE(rig.slirp->add_hostfwd("127.0.0.1", unused_port(), "0.0.0.0", 80).ok());
+    CHECK_FALSE(rig.slirp->add_hostfwd("127.0.0.1", unused_port(), "guest", 80).ok());
+}
+
 TEST_CASE("slirp: a forward on a taken port fails naming the port; the rest keeps working") {
     Rig rig;
     UniqueFd taken = bound(SOCK_STREAM);

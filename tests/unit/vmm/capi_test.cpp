@@ -1,5 +1,7 @@
 // The libkrun C ABI's argument checking, through the real libkrun.so.1.
 #include <doctest/doctest.h>
+#include <fcntl.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -206,5 +208,56 @@ TEST_CASE("ports: krun_set_port_map, krun_add_vsock_port(2) and krunlet_set_net 
     CHECK(krunlet_set_net(id, "none") == 0);
     CHECK(krunlet_set_net(id, "tap") == -EINVAL);
     CHECK(krun_set_port_map(999999, good) == -ENOENT);
+    CHECK(krun_free_ctx(id) == 0);
+}
+
+TEST_CASE("krun_add_net_unixstream: crun's call (fd, flags 2 then 0), paths, features and bad arguments") {
+    int32_t ctx = krun_create_ctx();
+    REQUIRE(ctx >= 0);
+    auto id = uint32_t(ctx);
+    int sv[2];
+    REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0);
+    uint8_t mac[6] = {0x5a, 0x94, 0xef, 0xe4, 0x0c, 0xee};
+
+    // crun: NET_FLAG_DHCP_CLIENT first, refused; then without flags.
+    CHECK(krun_add_net_unixstream(id, nullptr, sv[0], mac, COMPAT_NET_FEATURES, NET_FLAG_DHCP_CLIENT) == -EINVAL);
+    CHECK(krun_add_net_unixstream(id, nullptr, sv[0], mac, COMPAT_NET_FEATURES, 0) == 0);
+    // One network device per VM.
+    CHECK(krun_add_net_unixstream(id, nullptr, sv[0], mac, COMPAT_NET_FEATURES, 0) == -EEXIST);
+    // The context keeps its own copy: the caller may close its descriptor.
+    ::close(sv[0]);
+    CHECK(krun_free_ctx(id) == 0);
+    // Freeing the context closed the copy: the peer now sees EOF.
+    char c;
+    CHECK(::read(sv[1], &c, 1) == 0);
+    ::close(sv[1]);
+
+    ctx = krun_create_ctx();
+    REQUIRE(ctx >= 0);
+    id = uint32_t(ctx);
+    CHECK(krun_add_net_unixstream(id, nullptr, -1, mac, 0, 0) == -EINVAL);            // neither
+    CHECK(krun_add_net_unixstream(id, "/tmp/p.sock", 0, mac, 0, 0) == -EINVAL);        // both
+    CHECK(krun_add_net_unixstream(id, "", -1, mac, 0, 0) == -EINVAL);
+    CHECK(krun_add_net_unixstream(id, std::string(200, 'x').c_str(), -1, mac, 0, 0) == -ENAMETOOLONG);
+    CHECK(krun_add_net_unixstream(id, "/tmp/p.sock", -1, mac, 1u << 3, 0) == -EINVAL);  // unknown feature bit
+    CHECK(krun_add_net_unixstream(id, "/tmp/p.sock", -1, mac, 0, NET_FLAG_VFKIT) == -EINVAL);
+    CHECK(krun_add_net_unixstream(id, "/tmp/p.sock", -1, mac, 0, 1u << 5) == -EINVAL);  // unknown flag
+    uint8_t multicast[6] = {0x01, 0, 0x5e, 0, 0, 1}, zero[6] = {};
+    CHECK(krun_add_net_unixstream(id, "/tmp/p.sock", -1, multicast, 0, 0) == -EINVAL);
+    CHECK(krun_add_net_unixstream(id, "/tmp/p.sock", -1, zero, 0, 0) == -EINVAL);
+    CHECK(krun_add_net_unixstream(id, nullptr, 987654, mac, 0, 0) == -EBADF);
+    int dg[2];
+    REQUIRE(::socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, dg) == 0);
+    CHECK(krun_add_net_unixstream(id, nullptr, dg[0], mac, 0, 0) == -EINVAL);  // a datagram socket
+    ::close(dg[0]);
+    ::close(dg[1]);
+    int p[2];
+    REQUIRE(::pipe2(p, O_CLOEXEC) == 0);
+    CHECK(krun_add_net_unixstream(id, nullptr, p[0], mac, 0, 0) == -ENOTSOCK);
+    ::close(p[0]);
+    ::close(p[1]);
+    // A path is connected only when the VM starts; NULL mac takes the default.
+    CHECK(krun_add_net_unixstream(id, "/tmp/p.sock", -1, nullptr, NET_FEATURE_CSUM, 0) == 0);
+    CHECK(krun_add_net_unixstream(999999, "/tmp/p.sock", -1, mac, 0, 0) == -ENOENT);
     CHECK(krun_free_ctx(id) == 0);
 }

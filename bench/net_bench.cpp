@@ -1,0 +1,360 @@
+// krunlet-bench net ROOTFS: starts the host server (net_server.h), runs the guest benchmark
+// under each engine (net_engines.h) in ABBA order and prints one table: metric | krunlet |
+// qemu | ratio. With --rounds N every number is the median of N runs.
+#include <dirent.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <climits>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <functional>
+#include <optional>
+#include <vector>
+
+#include "child_process.h"
+#include "fs_workload.h"
+#include "net_bench.h"
+#include "net_engines.h"
+#include "net_server.h"
+
+namespace krunlet::bench {
+namespace {
+
+constexpr double kMiB = 1048576.0;
+
+struct Metric {
+    std::string label;
+    std::function<std::optional<double>(const NetEngineRun&)> get;
+};
+
+std::optional<double> result(const NetEngineRun& r, const std::string& phase, const char* key) {
+    auto p = r.results.find(phase);
+    if (p == r.results.end()) return std::nullopt;
+    auto k = p->second.find(key);
+    if (k == p->second.end()) return std::nullopt;
+    return k->second;
+}
+
+// Host CPU outside the vCPUs per unit of the phase's work, in µs.
+std::optional<double> cpu_per(const NetEngineRun& r, const std::string& phase, const char* unit_key, double scale) {
+    auto c = r.cpu.find(phase);
+    auto u = result(r, phase, unit_key);
+    if (c == r.cpu.end() || !u || *u <= 0) return std::nullopt;
+    return c->second.outside_vcpus() * 1e6 / (*u / scale);
+}
+
+std::vector<Metric> metrics(const NetOptions& o) {
+    std::vector<Metric> m;
+    auto res = [](std::string p, const char* k) { return [p, k](const NetEngineRun& r) { return result(r, p, k); }; };
+    const std::string rr = std::to_string(o.rr_size) + " B";
+    for (const char* t : {"vsock", "tcp"}) {
+        std::string T = std::string(t) == "tcp" ? "TCP (slirp)" : "vsock";
+        std::string p = t;
+        m.push_back({T + " guest->host, MiB/s", res(p + "_up", "mib_per_s")});
+        m.push_back({T + " host->guest, MiB/s", res(p + "_down", "mib_per_s")});
+        m.push_back({T + " round trip " + rr + ", us", res(p + "_rr", "us_per_rt")});
+        m.push_back({T + " connections/s", res(p + "_conn", "conns_per_s")});
+    }
+    for (const char* t : {"vsock", "tcp"}) {
+        std::string T = std::string(t) == "tcp" ? "TCP" : "vsock";
+        std::string p = t;
+        m.push_back({"host CPU per MiB " + T + " g->h, us",
+                     [p](const NetEngineRun& r) { return cpu_per(r, p + "_up", "bytes", kMiB); }});
+        m.push_back({"host CPU per MiB " + T + " h->g, us",
+                     [p](const NetEngineRun& r) { return cpu_per(r, p + "_down", "bytes", kMiB); }});
+        m.push_back({"host CPU per " + T + " round trip, us",
+                     [p](const NetEngineRun& r) { return cpu_per(r, p + "_rr", "round_trips", 1); }});
+        m.push_back({"host CPU per " + T + " connection, us",
+                     [p](const NetEngineRun& r) { return cpu_per(r, p + "_conn", "conns", 1); }});
+    }
+    return m;
+}
+
+std::optional<double> median(std::vector<double> v) {
+    if (v.empty()) return std::nullopt;
+    std::sort(v.begin(), v.end());
+    size_t n = v.size();
+    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+std::string fmt(std::optional<double> v) {
+    if (!v) return "-";
+    char b[32];
+    double a = std::fabs(*v);
+    std::snprintf(b, sizeof b, a >= 1000 ? "%.0f" : a >= 10 ? "%.1f" : "%.2f", *v);
+    return b;
+}
+
+struct Engine {
+    std::string name;
+    std::function<Result<NetEngineRun>(const NetEngineConfig&)> run;
+    std::vector<NetEngineRun> runs;
+};
+
+std::optional<double> median_of(const Engine* e, const Metric& m) {
+    if (e == nullptr) return std::nullopt;
+    std::vector<double> v;
+    for (const auto& r : e->runs)
+        if (auto x = m.get(r)) v.push_back(*x);
+    return median(v);
+}
+
+// The median of the per-round ratios: the two runs of a round share the machine's load.
+std::optional<double> paired_ratio(const Engine* k, const Engine* q, const Metric& m) {
+    if (k == nullptr || q == nullptr) return std::nullopt;
+    std::vector<double> ratios;
+    for (size_t i = 0; i < std::min(k->runs.size(), q->runs.size()); ++i) {
+        auto a = m.get(k->runs[i]);
+        auto b = m.get(q->runs[i]);
+        if (a && b && *b != 0) ratios.push_back(*a / *b);
+    }
+    return median(ratios);
+}
+
+void print_table(const NetOptions& o, const std::vector<Engine>& engines) {
+    const Engine* k = nullptr;
+    const Engine* q = nullptr;
+    for (const auto& e : engines) (e.name == "krunlet" ? k : q) = &e;
+    std::printf("\n%-40s | %12s | %12s | %7s\n", "metric", "krunlet", "qemu", "ratio");
+    std::printf("%s\n", std::string(40 + 3 + 12 + 3 + 12 + 3 + 7, '-').c_str());
+    for (const auto& m : metrics(o)) {
+        std::string ratio = "-";
+        if (auto r = paired_ratio(k, q, m)) {
+            char b[32];
+            std::snprintf(b, sizeof b, "%.2fx", *r);
+            ratio = b;
+        }
+        std::printf("%-40s | %12s | %12s | %7s\n", m.label.c_str(), fmt(median_of(k, m)).c_str(),
+                    fmt(median_of(q, m)).c_str(), ratio.c_str());
+    }
+    std::printf("ratio = krunlet / qemu, the median of the per-round ratios; MiB/s and connections/s: higher is "
+                "better, us: lower is better.\n");
+    std::printf("host CPU = the VMM's threads other than its vCPUs (krunlet: its event loop serves vsock and slirp; "
+                "qemu: its main loop, which runs slirp)\n  plus, for qemu, the vhost-%s kernel threads of "
+                "vhost-vsock. The host server process is not counted (the same code for both).\n",
+                "<pid>");
+    if (k != nullptr && q != nullptr && k->runs.size() > 1) {
+        std::printf("\nper round, krunlet / qemu (ABBA order):\n");
+        for (const auto& m : metrics(o)) {
+            std::printf("  %-38s", m.label.c_str());
+            for (size_t i = 0; i < std::min(k->runs.size(), q->runs.size()); ++i)
+                std::printf("  %s / %s", fmt(m.get(k->runs[i])).c_str(), fmt(m.get(q->runs[i])).c_str());
+            std::printf("\n");
+        }
+    }
+    std::printf("\nCPU seconds inside each timed window (median), VMM other threads / vhost / vCPU threads:\n");
+    for (const auto& e : engines) {
+        std::printf("  %-8s", e.name.c_str());
+        for (const char* p : {"vsock_up", "vsock_down", "vsock_rr", "vsock_conn", "tcp_up", "tcp_down", "tcp_rr",
+                              "tcp_conn"}) {
+            std::vector<double> a, b, c;
+            for (const auto& r : e.runs)
+                if (auto it = r.cpu.find(p); it != r.cpu.end()) {
+                    a.push_back(it->second.vmm_other_s);
+                    b.push_back(it->second.vhost_s);
+                    c.push_back(it->second.vcpu_s);
+                }
+            std::printf(" %s %s/%s/%s", p, fmt(median(a)).c_str(), fmt(median(b)).c_str(), fmt(median(c)).c_str());
+        }
+        std::vector<double> wall;
+        for (const auto& r : e.runs) wall.push_back(r.wall_s);
+        std::printf("  (whole VM run %s s)\n", fmt(median(wall)).c_str());
+    }
+    std::printf("\n%s\n", net_qemu_settings_summary().c_str());
+    for (const auto& e : engines) {
+        if (e.runs.empty()) continue;
+        const auto& info = e.runs.front().info;
+        auto get = [&](const char* key) {
+            auto it = info.find(key);
+            return it == info.end() ? std::string("?") : it->second;
+        };
+        std::printf("guest under %s: kernel %s, %s CPU(s), MemTotal %s KiB\n  cmdline: %s\n", e.name.c_str(),
+                    get("kernel").c_str(), get("cpus").c_str(), get("mem_total_kib").c_str(), get("cmdline").c_str());
+    }
+}
+
+int fail(const std::string& msg) {
+    std::fprintf(stderr, "krunlet-bench net: %s\n", msg.c_str());
+    return 1;
+}
+
+// The guest program into ROOTFS/krunlet-netbench, which must be new or hold only an earlier
+// copy (nothing else of the user's is ever removed).
+Result<void> install_guest(const std::string& from, const std::string& dir, const std::string& to) {
+    if (::mkdir(dir.c_str(), 0755) != 0) {
+        if (errno != EEXIST) return errno_error("mkdir " + dir);
+        DIR* d = ::opendir(dir.c_str());
+        if (d == nullptr) return errno_error("opening " + dir);
+        std::string stranger;
+        while (dirent* e = ::readdir(d)) {
+            std::string n = e->d_name;
+            if (n != "." && n != ".." && n != "vsockstress") stranger = n;
+        }
+        ::closedir(d);
+        if (!stranger.empty())
+            return make_error(EEXIST, dir + " holds " + stranger + ", which krunlet-bench did not put there; "
+                                                                   "remove it or pick another ROOTFS");
+    }
+    std::ifstream in(from, std::ios::binary);
+    std::ofstream out(to, std::ios::binary | std::ios::trunc);
+    out << in.rdbuf();
+    if (!in || !out) return make_error(EIO, "copying " + from + " to " + to);
+    out.close();
+    if (::chmod(to.c_str(), 0755) != 0) return errno_error("chmod " + to);
+    return ok_result();
+}
+
+bool is_file(const std::string& p) {
+    struct stat st{};
+    return ::stat(p.c_str(), &st) == 0 && S_ISREG(st.st_mode);
+}
+
+// ROOTFS/krunlet-netbench holds the guest program for krunlet; a temp directory holds the
+// server's unix socket and QEMU's initramfs. Both go away at the end (unless --keep).
+struct Scratch {
+    std::string guest_dir, tmp;
+    bool keep = false;
+    ~Scratch() {
+        if (!keep && !guest_dir.empty()) (void)remove_tree(guest_dir);
+        if (!tmp.empty()) (void)remove_tree(tmp);
+    }
+};
+
+}  // namespace
+
+CLI::App* add_net_command(CLI::App& app, NetOptions& o, const std::string& bin_dir) {
+    o.krunlet = bin_dir + "/krunlet";
+    o.guest = bin_dir + "/krunlet-vsockstress";
+    o.kernel = bin_dir + "/../lib/krunlet/vmlinux";
+    auto* c = app.add_subcommand("net", "vsock and TCP (slirp) between guest and host: krunlet against QEMU "
+                                        "microvm with vhost-vsock and -netdev user");
+    c->add_option("rootfs", o.rootfs, "krunlet's guest root directory (an empty directory is enough); the guest "
+                                      "program goes into ROOTFS/krunlet-netbench")
+        ->required();
+    c->add_option("--engines", o.engines, "comma-separated: krunlet, qemu")->capture_default_str();
+    c->add_option("--rounds", o.rounds, "runs per engine, in ABBA order; the table shows medians")
+        ->check(CLI::Range(1, 100))->capture_default_str();
+    c->add_option("--cpus", o.cpus, "guest vCPUs (both engines)")->check(CLI::Range(1, 16))->capture_default_str();
+    c->add_option("--memory", o.memory_mib, "guest RAM in MiB (both engines)")
+        ->check(CLI::Range(128, 65536))->capture_default_str();
+    c->add_option("--mib", o.mib, "MiB per throughput phase")->check(CLI::Range(1, 65536))->capture_default_str();
+    c->add_option("--rr-count", o.rr_count, "round trips per latency phase")
+        ->check(CLI::Range(1, 10000000))->capture_default_str();
+    c->add_option("--rr-size", o.rr_size, "bytes per round-trip message")->check(CLI::Range(1, 65536))->capture_default_str();
+    c->add_option("--conn-count", o.conn_count, "connections per connection-rate phase")
+        ->check(CLI::Range(1, 1000000))->capture_default_str();
+    c->add_option("--settle-ms", o.settle_ms, "guest pause around each phase marker (lets the host sample CPU)")
+        ->check(CLI::Range(0, 10000))->capture_default_str();
+    c->add_option("--vsock-port", o.vsock_port, "vsock port the guest connects to")
+        ->check(CLI::Range(1024, 65535))->capture_default_str();
+    c->add_option("--timeout", o.timeout_s, "seconds per VM run")->check(CLI::Range(10, 86400))->capture_default_str();
+    c->add_flag("--keep", o.keep, "keep ROOTFS/krunlet-netbench afterwards");
+    c->add_flag("-v,--verbose", o.verbose, "copy the guest consoles to stderr");
+    c->add_option("--krunlet", o.krunlet, "the krunlet CLI")->capture_default_str();
+    c->add_option("--guest", o.guest, "the static guest program (krunlet-vsockstress)")->capture_default_str();
+    c->add_option("--kernel", o.kernel, "guest vmlinux for QEMU (krunlet uses its own, next to libkrun)")
+        ->capture_default_str();
+    c->add_option("--qemu", o.qemu, "qemu-system-x86_64")->capture_default_str();
+    return c;
+}
+
+int run_net(const NetOptions& opts) {
+    NetOptions o = opts;
+    std::vector<Engine> engines;
+    bool want_qemu = false;
+    for (size_t pos = 0; pos <= o.engines.size();) {
+        size_t end = o.engines.find(',', pos);
+        if (end == std::string::npos) end = o.engines.size();
+        std::string e = o.engines.substr(pos, end - pos);
+        if (e == "krunlet")
+            engines.push_back({e, run_net_krunlet, {}});
+        else if (e == "qemu") {
+            engines.push_back({e, run_net_qemu, {}});
+            want_qemu = true;
+        } else
+            return fail("--engines: unknown engine \"" + e + "\" (krunlet, qemu)");
+        pos = end + 1;
+    }
+    if (::access("/sys/module/kvm_pvm", F_OK) == 0)
+        return fail("this machine's /dev/kvm is kvm_pvm, which cannot run a Linux guest (DESIGN.md §6): run inside "
+                    "the KVM test host, tests/kvm-host/run.sh build/bin/krunlet-bench net ...");
+    if (::access("/dev/kvm", R_OK | W_OK) != 0) return fail("/dev/kvm is missing or not accessible");
+    if (!is_file(o.guest)) return fail("guest program " + o.guest + " not found: build the krunlet-vsockstress target");
+    char real[PATH_MAX];
+    if (::realpath(o.rootfs.c_str(), real) == nullptr) return fail("ROOTFS " + o.rootfs + " does not exist");
+    o.rootfs = real;
+    for (const auto& e : engines) {
+        if (e.name == "krunlet" && ::access(o.krunlet.c_str(), X_OK) != 0)
+            return fail("krunlet CLI " + o.krunlet + " not found (--krunlet)");
+    }
+    if (want_qemu) {
+        if (!is_file(o.kernel)) return fail("guest kernel " + o.kernel + " not found (--kernel)");
+        std::string qemu = find_program(o.qemu);
+        if (qemu.empty()) return fail(o.qemu + " not found: apt-get install qemu-system-x86, or pass --qemu");
+        o.qemu = qemu;
+        if (::access("/dev/vhost-vsock", R_OK | W_OK) != 0)
+            return fail("/dev/vhost-vsock is missing: QEMU's vsock needs the vhost_vsock module (the KVM test host "
+                        "loads it; tests/kvm-host/prepare.sh), or run with --engines krunlet");
+        if (::realpath(o.kernel.c_str(), real) != nullptr) o.kernel = real;
+    }
+
+    Scratch scratch;
+    scratch.keep = o.keep;
+    const char* tmpdir = std::getenv("TMPDIR");
+    std::string tmpl = std::string(tmpdir && *tmpdir ? tmpdir : "/tmp") + "/krunlet-netbench-XXXXXX";
+    if (::mkdtemp(tmpl.data()) == nullptr) return fail("mkdtemp " + tmpl + ": " + std::strerror(errno));
+    scratch.tmp = tmpl;
+    if (auto r = install_guest(o.guest, o.rootfs + kNetGuestDir, o.rootfs + kNetGuestPath); !r.ok())
+        return fail(r.error().message);
+    scratch.guest_dir = o.rootfs + kNetGuestDir;
+    NetEngineConfig cfg;
+    cfg.rootfs = o.rootfs;
+    cfg.initramfs = scratch.tmp + "/initramfs.cpio";
+    if (want_qemu)
+        if (auto r = write_net_initramfs(cfg.initramfs, o.guest); !r.ok()) return fail(r.error().message);
+    cfg.vsock_port = o.vsock_port;
+    cfg.vsock_unix = scratch.tmp + "/vsock.sock";
+    auto server = NetServer::start(cfg.vsock_unix, want_qemu ? o.vsock_port : 0);
+    if (!server.ok()) return fail("host server: " + server.error().message);
+    cfg.tcp_port = (*server)->tcp_port();
+    cfg.cpus = o.cpus;
+    cfg.memory_mib = o.memory_mib;
+    cfg.kernel = o.kernel;
+    cfg.timeout_s = o.timeout_s;
+    cfg.verbose = o.verbose;
+    cfg.krunlet = o.krunlet;
+    cfg.qemu = o.qemu;
+    auto num = [](uint64_t v) { return std::to_string(v); };
+    cfg.bench_args = {"bench", "--mib", num(o.mib), "--rr-count", num(o.rr_count), "--rr-size", num(o.rr_size),
+                      "--conn-count", num(o.conn_count), "--settle-ms", num(o.settle_ms)};
+
+    for (int round = 1; round <= o.rounds; ++round) {
+        // ABBA order: the load of this shared machine drifts.
+        std::vector<Engine*> order;
+        for (auto& e : engines) order.push_back(&e);
+        if (round % 2 == 0) std::reverse(order.begin(), order.end());
+        for (Engine* e : order) {
+            std::fprintf(stderr, "krunlet-bench net: round %d/%d: %s...\n", round, o.rounds, e->name.c_str());
+            auto run = e->run(cfg);
+            auto errors = (*server)->take_errors();
+            if (!run.ok()) return fail(run.error().message);
+            if (!errors.empty()) return fail(e->name + ": the host server saw " + std::to_string(errors.size()) +
+                                             " failed connection(s), the first: " + errors.front());
+            std::fprintf(stderr, "krunlet-bench net: %s finished in %.1f s\n", e->name.c_str(), run->wall_s);
+            e->runs.push_back(std::move(run).value());
+        }
+    }
+    std::printf("krunlet-bench net: %d round(s); %llu MiB per stream phase, %llu round trips of %llu B, %llu "
+                "connections; %d vCPU(s), %d MiB\n",
+                o.rounds, (unsigned long long)o.mib, (unsigned long long)o.rr_count, (unsigned long long)o.rr_size,
+                (unsigned long long)o.conn_count, o.cpus, o.memory_mib);
+    print_table(o, engines);
+    return 0;
+}
+
+}  // namespace krunlet::bench
