@@ -147,7 +147,7 @@ void print_table(const FsOptions& o, const std::vector<Engine>& engines) {
     }
     std::printf("ratio = krunlet / qemu+virtiofsd, the median of the per-round ratios; throughput rows: higher is "
                 "better, us rows: lower is better.\n");
-    std::printf("server CPU: krunlet = its non-vCPU threads (the fs queue is served on \"event-loop\"); "
+    std::printf("server CPU: krunlet = its non-vCPU threads (each share is served on its own \"virtio-N\" thread); "
                 "qemu = all of virtiofsd.\nhost CPU outside vCPUs: adds QEMU's non-vCPU threads "
                 "(they relay virtio-mmio interrupts for virtiofsd).\n");
 

@@ -137,6 +137,91 @@ int32_t krunlet_set_net(uint32_t ctx_id, const char *mode);
 /* Maximum vCPUs for krun_set_vm_config. */
 int32_t krun_get_max_vcpus(void);
 
+/* Log output, libkrun style. `target_fd` must be KRUN_LOG_TARGET_DEFAULT
+ * (stderr): krunlet logs only there, so another fd is -ENOTSUP. `level` is as
+ * for krun_set_log_level. krunlet never colors its messages and reads no
+ * environment variable for its log level, so every `style` and
+ * KRUN_LOG_OPTION_NO_ENV already hold; unknown style or option values are
+ * -EINVAL. */
+#define KRUN_LOG_TARGET_DEFAULT -1
+#define KRUN_LOG_STYLE_AUTO 0
+#define KRUN_LOG_STYLE_ALWAYS 1
+#define KRUN_LOG_STYLE_NEVER 2
+#define KRUN_LOG_OPTION_NO_ENV 1
+int32_t krun_init_log(int target_fd, uint32_t level, uint32_t style, uint32_t options);
+
+/* Build-time features (libkrun's numbering). 1 = this library has it, 0 = it
+ * does not, -EINVAL = an unknown constant. krunlet has virtio-net
+ * (KRUN_FEATURE_NET) and an embedded init (KRUN_FEATURE_INIT_BLOB); it has no
+ * virtio-blk, virtio-gpu, input devices or TEE support. */
+#define KRUN_FEATURE_NET 0
+#define KRUN_FEATURE_BLK 1
+#define KRUN_FEATURE_GPU 2
+#define KRUN_FEATURE_INPUT 4
+#define KRUN_FEATURE_TEE 6
+#define KRUN_FEATURE_AMD_SEV 7
+#define KRUN_FEATURE_INTEL_TDX 8
+#define KRUN_FEATURE_AWS_NITRO 9
+#define KRUN_FEATURE_VIRGL_RESOURCE_MAP2 10
+#define KRUN_FEATURE_INIT_BLOB 11
+int32_t krun_has_feature(uint64_t feature);
+
+/* Nested virtualization: krunlet does not offer the guest VMX/SVM, so
+ * krun_check_nested_virt answers 0 (not supported; 1 would be supported) and
+ * krun_set_nested_virt(ctx, true) is -ENOTSUP (false is what krunlet does, 0). */
+int32_t krun_check_nested_virt(void);
+int32_t krun_set_nested_virt(uint32_t ctx_id, bool enabled);
+
+/* The guest kernel. krunlet boots an uncompressed x86-64 ELF vmlinux
+ * (KRUN_KERNEL_FORMAT_ELF) straight from a virtio-fs root: other formats and
+ * an initramfs are -ENOTSUP, with a logged reason. The file is opened and
+ * mapped here (a bad path fails now, with its errno), and replaces the kernel
+ * built into libkrunlet-kernel.so.1 and $KRUNLET_KERNEL for this context.
+ * `cmdline` (NULL for none) is appended to krunlet's own command line, which
+ * carries the devices and init: later words win, so it can override options
+ * but not remove krunlet's. */
+#define KRUN_KERNEL_FORMAT_RAW 0
+#define KRUN_KERNEL_FORMAT_ELF 1
+#define KRUN_KERNEL_FORMAT_PE_GZ 2
+#define KRUN_KERNEL_FORMAT_IMAGE_BZ2 3
+#define KRUN_KERNEL_FORMAT_IMAGE_GZ 4
+#define KRUN_KERNEL_FORMAT_IMAGE_ZSTD 5
+int32_t krun_set_kernel(uint32_t ctx_id, const char *kernel_path, uint32_t kernel_format, const char *initramfs,
+                        const char *cmdline);
+
+/* Not supported by krunlet. Each returns -ENOTSUP (-ENOENT for an unknown
+ * context) and logs one line naming what is missing. Asking for what krunlet
+ * already does (a feature turned off, an empty list) returns 0. */
+/* virtio-gpu (crun calls it only when /dev/dri and virgl_render_server exist). */
+#define VIRGLRENDERER_USE_EGL (1 << 0)
+#define VIRGLRENDERER_THREAD_SYNC (1 << 1)
+#define VIRGLRENDERER_USE_GLX (1 << 2)
+#define VIRGLRENDERER_USE_SURFACELESS (1 << 3)
+#define VIRGLRENDERER_USE_GLES (1 << 4)
+#define VIRGLRENDERER_USE_EXTERNAL_BLOB (1 << 5)
+#define VIRGLRENDERER_VENUS (1 << 6)
+#define VIRGLRENDERER_NO_VIRGL (1 << 7)
+#define VIRGLRENDERER_USE_ASYNC_FENCE_CB (1 << 8)
+#define VIRGLRENDERER_RENDER_SERVER (1 << 9)
+#define VIRGLRENDERER_DRM (1 << 10)
+int32_t krun_set_gpu_options(uint32_t ctx_id, uint32_t virgl_flags);
+int32_t krun_set_gpu_options2(uint32_t ctx_id, uint32_t virgl_flags, uint64_t shm_size);
+/* virtio-blk disks (the root is always virtio-fs in krunlet). */
+int32_t krun_set_root_disk(uint32_t ctx_id, const char *disk_path);
+int32_t krun_set_data_disk(uint32_t ctx_id, const char *disk_path);
+/* TEEs (libkrun-sev's configuration file). */
+int32_t krun_set_tee_config_file(uint32_t ctx_id, const char *filepath);
+/* krunlet's interrupt controller is KVM's in-kernel one, never split:
+ * enable=false is 0, enable=true -ENOTSUP. */
+int32_t krun_split_irqchip(uint32_t ctx_id, bool enable);
+/* krunlet builds no SMBIOS tables: a non-empty list is -ENOTSUP. */
+int32_t krun_set_smbios_oem_strings(uint32_t ctx_id, const char *const oem_strings[]);
+/* virtio-snd: enable=false is 0, enable=true -ENOTSUP. */
+int32_t krun_set_snd_device(uint32_t ctx_id, bool enable);
+/* An eventfd asking the guest to shut down: not implemented (the VMM forwards
+ * SIGTERM/SIGINT to the workload instead). */
+int32_t krun_get_shutdown_eventfd(uint32_t ctx_id);
+
 /* Boot the microVM and run the workload. On success this never returns: the
  * process exits with the workload's status (128+N when killed by signal N;
  * 125 when krunlet or init failed, 126 when the command cannot be executed,

@@ -137,6 +137,8 @@ private:
     Result<Entry> register_node(const Inode& dir, UniqueFd fd, const MountedStat& ms);
     // After a create: registers the new object and repairs its permission bits.
     Result<Entry> finish_create(const Inode& dir, const Name& name, mode_t want_perm);
+    // Removes what a failing create-type request made under `name` (see the .cpp).
+    void undo_create(int dirfd, const Name& name, const struct stat* made);
     // After create/tmpfile: registers the open file `fd` as a handle and its inode as one
     // lookup, repairing the permission bits of a new file (`created`). `dir` and `name`: where
     // it was opened, if it has a name.

@@ -162,19 +162,46 @@ Result<Entry> PassthroughFs::register_node(const Inode& dir, UniqueFd fd, const 
 
 Result<Entry> PassthroughFs::finish_create(const Inode& dir, const Name& name, mode_t want_perm) {
     auto fd = paths_.open_child(dir.fd.get(), name, O_PATH);
-    if (!fd) return fd.error();
+    if (!fd) {
+        undo_create(dir.fd.get(), name, nullptr);
+        return fd.error();
+    }
     auto ms = mounts_.stat_fd(fd->get());
-    if (!ms) return ms.error();
+    if (!ms) {
+        undo_create(dir.fd.get(), name, nullptr);
+        return ms.error();
+    }
     struct stat& st = ms->st;
     // The server's own umask applies on top of the guest's; put back bits it removed. The
     // guest's umask was already applied to want_perm. Special bits (setgid inherited from the
     // parent directory, sticky) are kept as the kernel set them.
     if (!S_ISLNK(st.st_mode) && (st.st_mode & 0777) != (want_perm & 0777)) {
         mode_t fixed = (st.st_mode & 07000) | (want_perm & 0777);
-        if (::fchmodat(paths_.proc_fd(), HostPaths::fd_name(fd->get()).c_str(), fixed, 0) != 0) return fail(errno);
+        if (::fchmodat(paths_.proc_fd(), HostPaths::fd_name(fd->get()).c_str(), fixed, 0) != 0) {
+            Error e = fail(errno);
+            undo_create(dir.fd.get(), name, &st);
+            return e;
+        }
         st.st_mode = (st.st_mode & S_IFMT) | fixed;
     }
-    return register_node(dir, std::move(*fd), *ms);
+    const struct stat made = st;
+    auto entry = register_node(dir, std::move(*fd), *ms);
+    if (!entry) undo_create(dir.fd.get(), name, &made);
+    return entry;
+}
+
+// A create-type request the guest sees fail (the server's inode or handle cap, its fd
+// budget) must leave nothing behind on the host: the guest would otherwise find a name it
+// was told was never made. The name was free a moment ago (O_EXCL, mkdirat, mknodat and
+// symlinkat all fail on an existing one) and this share's requests run one at a time, so
+// the object under it is ours unless a host process replaced it since; `made`, when the
+// server got that far, proves the identity, and nothing else is removed.
+void PassthroughFs::undo_create(int dirfd, const Name& name, const struct stat* made) {
+    struct stat now{};
+    if (::fstatat(dirfd, name.c_str(), &now, AT_SYMLINK_NOFOLLOW) != 0) return;
+    if (made != nullptr && (now.st_dev != made->st_dev || now.st_ino != made->st_ino)) return;
+    if (made == nullptr && now.st_nlink > (S_ISDIR(now.st_mode) ? 2u : 1u)) return;  // linked since: not ours alone
+    ::unlinkat(dirfd, name.c_str(), S_ISDIR(now.st_mode) ? AT_REMOVEDIR : 0);
 }
 
 Result<Entry> PassthroughFs::lookup(const Caller&, uint64_t parent, const Name& name) {
@@ -331,9 +358,14 @@ Result<Created> PassthroughFs::register_open(UniqueFd fd, bool created, mode_t p
     auto ms = mounts_.stat_fd(fd.get());
     if (!ms) return ms.error();
     struct stat& st = ms->st;
+    // A CREATE that fails from here on removes the file it made (undo_create).
+    auto failed = [&](Error e) -> Error {
+        if (created && dir != nullptr && name != nullptr) undo_create((*dir)->fd.get(), *name, &st);
+        return e;
+    };
     if (created && (st.st_mode & 0777) != (perm & 0777)) {  // see finish_create
         mode_t fixed = (st.st_mode & 07000) | (perm & 0777);
-        if (::fchmod(fd.get(), fixed) != 0) return fail(errno);
+        if (::fchmod(fd.get(), fixed) != 0) return failed(fail(errno));
         st.st_mode = (st.st_mode & S_IFMT) | fixed;
     }
     // The inode: known by the name it was just opened under, it needs no O_PATH fd of its own
@@ -343,19 +375,19 @@ Result<Created> PassthroughFs::register_open(UniqueFd fd, bool created, mode_t p
     UniqueFd opath;
     if (!by_name) {
         auto r = paths_.reopen(fd.get(), O_PATH);
-        if (!r) return r.error();
+        if (!r) return failed(r.error());
         opath = std::move(*r);
     }
 
     auto h = std::make_shared<Handle>();
     h->fd = std::move(fd);
     auto fh = handles_.add(std::move(h));
-    if (!fh) return fh.error();
+    if (!fh) return failed(fh.error());
     auto inode = by_name ? inodes_.add_unopened(st, ms->mnt_id, *dir, std::string(name->view()))
                          : inodes_.add_lookup(std::move(opath), st, ms->mnt_id);
     if (!inode) {
         handles_.remove(*fh);
-        return inode.error();
+        return failed(inode.error());
     }
     return Created{Entry{(*inode)->nodeid, 0, st}, OpenFile{*fh, 0}};
 }

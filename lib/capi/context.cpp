@@ -1,8 +1,13 @@
 #include "capi/context.h"
 
 #include <cerrno>
+#include <cstdio>
 
 namespace krunlet::capi {
+
+void log_at(uint32_t level, const std::string& msg) {
+    if (ContextTable::instance().log_level() >= level) std::fprintf(stderr, "krunlet: %s\n", msg.c_str());
+}
 
 ContextTable& ContextTable::instance() {
     static ContextTable table;  // the one table of the C API

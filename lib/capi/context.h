@@ -21,8 +21,9 @@ namespace krunlet::capi {
 
 struct Context {
     VmConfig config;
-    std::optional<KernelFile> kernel;  // mapped at create time when found
+    std::optional<KernelFile> kernel;  // found at create time (or krun_set_kernel's)
     std::string kernel_error;          // why it was not
+    std::string set_kernel_cmdline;    // krun_set_kernel's cmdline (appended)
     UniqueFd console_out_file;         // krun_set_console_output
     std::optional<uid_t> run_as_uid;   // krun_setuid
     std::optional<gid_t> run_as_gid;   // krun_setgid
@@ -32,6 +33,10 @@ struct Context {
     FsCacheKnobs fs_cache;             // krunlet_set_fs_cache (checked)
     FsCacheKnobs fs_cache_env;         // KRUNLET_FS_* when the context was created
 };
+
+// One line on stderr, "krunlet: MSG", when the log level is at least `level`
+// (KRUN_LOG_LEVEL_*). Takes the table's lock: never call inside with().
+void log_at(uint32_t level, const std::string& msg);
 
 class ContextTable {
 public:

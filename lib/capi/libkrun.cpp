@@ -42,10 +42,7 @@ constexpr uint32_t kMinRamMib = 32;
 constexpr uint32_t kMaxRamMib = 256 * 1024;
 constexpr size_t kMaxTagLen = 36;  // virtio 1.2 §5.11.4: tag is 36 bytes
 
-void log_error(const std::string& msg) {
-    if (ContextTable::instance().log_level() >= KRUN_LOG_LEVEL_ERROR)
-        std::fprintf(stderr, "krunlet: %s\n", msg.c_str());
-}
+void log_error(const std::string& msg) { krunlet::capi::log_at(KRUN_LOG_LEVEL_ERROR, msg); }
 
 // Runs fn and turns any exception (allocation failure) into -ENOMEM.
 template <class Fn>
@@ -142,8 +139,10 @@ int32_t krun_create_ctx(void) {
         // crun >= 1.21 creates the context with its own environment on the
         // host; krun_start_enter reads the container's too (it wins).
         ctx->fs_cache_env = krunlet::fs_cache_knobs_from_env();
-        // Map the kernel now: crun >= 1.21 calls this on the host, before the
-        // container's mount namespace hides the file (mmap is cheap).
+        // Find the kernel now. Usually it is the one built into
+        // libkrunlet-kernel.so.1, already mapped by the loader (free); a file
+        // ($KRUNLET_KERNEL) is mapped here because crun >= 1.21 calls this on
+        // the host, before the container's mount namespace hides it.
         auto k = krunlet::KernelFile::open_default();
         if (k.ok())
             ctx->kernel.emplace(std::move(k).value());
@@ -521,6 +520,11 @@ int32_t krun_start_enter(uint32_t ctx_id) {
             ctx->kernel.emplace(std::move(k).value());
         }
         cfg.kernel = ctx->kernel->bytes();
+        // krun_set_kernel's words go after krunlet_set_kernel_cmdline's (later words win).
+        if (!ctx->set_kernel_cmdline.empty()) {
+            if (!cfg.kernel_cmdline_extra.empty()) cfg.kernel_cmdline_extra += ' ';
+            cfg.kernel_cmdline_extra += ctx->set_kernel_cmdline;
+        }
         // This process is now the VMM: a console reader that goes away must
         // give the console device EPIPE, not kill us.
         ::signal(SIGPIPE, SIG_IGN);

@@ -84,6 +84,23 @@ void basics(std::vector<SyscallRule>& l, const FilterParams& p) {
     add(l, any("gettid", "abort() addresses its own thread"));
     add(l, when("tgkill", {{eq32(0, p.pid), eq32(2, SIGABRT)}},
                 "abort() (a failed assertion) ends with SIGABRT rather than SIGSYS"));
+    add(l, any("sched_getaffinity", "glibc's last way to count CPUs (see cpu_count_probe)"));
+}
+
+// glibc's malloc counts the CPUs the first time the process needs more than
+// eight arenas (arena_get2 -> __get_nprocs), on whichever thread gets there
+// first, possibly a filtered one late in the VM's life. It reads
+// /sys/devices/system/cpu/online, then /proc/stat, then asks
+// sched_getaffinity. A role with no business opening files gets EACCES for
+// openat instead of a kill, so that count falls through to
+// sched_getaffinity; any other open on such a thread fails just as safely.
+void cpu_count_probe(std::vector<SyscallRule>& l) {
+    bool has_openat = std::any_of(l.begin(), l.end(), [](const SyscallRule& r) { return r.name == "openat"; });
+    if (!has_openat) {
+        SyscallRule r = any("openat", "refused, not fatal: glibc's CPU count (malloc arenas) falls back");
+        r.deny_errno = EACCES;
+        l.push_back(std::move(r));
+    }
 }
 
 void vcpu(std::vector<SyscallRule>& l, const FilterParams& p) {
@@ -209,6 +226,7 @@ std::vector<SyscallRule> role_rules(Role role, const FilterParams& params) {
     case Role::kFsWorker: fs_server(l); break;  // read/write also serve its kick and irq eventfds
     case Role::kVmmMain: vmm_main(l, p); break;
     }
+    cpu_count_probe(l);
     return l;
 }
 
@@ -245,25 +263,29 @@ Result<SeccompFilter> SeccompFilter::build(Role role, SeccompMode mode, const Fi
     f.role_ = role;
     f.mode_ = mode;
     auto rules = role_rules(role, params);
+    size_t allowed = 0;
     for (const SyscallRule& r : rules) {
         int nr = ::seccomp_syscall_resolve_name(r.name.c_str());
         if (nr == __NR_SCMP_ERROR)
             return make_error(EINVAL, "seccomp: unknown system call name '" + r.name + "' in the " +
                                           role_name(role) + " list");
+        // Refusals keep their errno in log mode too: they are part of the design, not a finding.
+        const uint32_t action = r.deny_errno != 0 ? SCMP_ACT_ERRNO(uint32_t(r.deny_errno)) : SCMP_ACT_ALLOW;
+        if (r.deny_errno == 0) ++allowed;
         if (r.any_of.empty()) {
-            if (int rc = ::seccomp_rule_add(ctx.get(), SCMP_ACT_ALLOW, nr, 0); rc != 0)
+            if (int rc = ::seccomp_rule_add(ctx.get(), action, nr, 0); rc != 0)
                 return seccomp_error(rc, "rule for " + r.name);
             continue;
         }
         for (const auto& alt : r.any_of) {
             std::vector<scmp_arg_cmp> cmps;
             for (const ArgCmp& c : alt) cmps.push_back(scmp_arg_cmp{c.arg, SCMP_CMP_MASKED_EQ, c.mask, c.value});
-            if (int rc = ::seccomp_rule_add_array(ctx.get(), SCMP_ACT_ALLOW, nr, unsigned(cmps.size()), cmps.data());
+            if (int rc = ::seccomp_rule_add_array(ctx.get(), action, nr, unsigned(cmps.size()), cmps.data());
                 rc != 0)
                 return seccomp_error(rc, "rule for " + r.name);
         }
     }
-    f.syscall_count_ = rules.size();
+    f.syscall_count_ = allowed;
 
     // libseccomp 2.5 exports BPF only to a file descriptor.
     UniqueFd mem(::memfd_create("krunlet-seccomp", MFD_CLOEXEC));

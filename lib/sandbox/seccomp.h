@@ -62,8 +62,12 @@ struct SyscallRule {
     std::string name;  // libseccomp's name for it on x86_64
     std::vector<std::vector<ArgCmp>> any_of;
     std::string why;   // for the non-obvious entries
+    // Not 0: the call is refused with this errno instead of allowed. Only for
+    // calls glibc makes on its own and copes with failing (see role_rules).
+    int deny_errno = 0;
 };
-// The allow-list of `role`, one entry per system call.
+// The list of `role`, one entry per system call (the allowed ones and the
+// few refused with an errno rather than fatal).
 std::vector<SyscallRule> role_rules(Role role, const FilterParams& params);
 
 // A compiled filter for one role.
@@ -77,7 +81,7 @@ public:
 
     Role role() const { return role_; }
     SeccompMode mode() const { return mode_; }
-    size_t syscall_count() const { return syscall_count_; }
+    size_t syscall_count() const { return syscall_count_; }  // allowed calls
     size_t instruction_count() const { return prog_.size(); }
 
 private:

@@ -9,15 +9,37 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "krunlet_kernel.h"
+
 namespace krunlet {
 
 namespace {
+
 // An address inside this object, for dladdr().
 void anchor() {}
+
+constexpr const char* kFix = "run ./setup.sh (it builds the kernel and configures the build with it), "
+                             "or point KRUNLET_KERNEL at a vmlinux";
+
+const char* env_kernel() {
+    const char* env = std::getenv("KRUNLET_KERNEL");
+    return env != nullptr && *env != '\0' ? env : nullptr;
+}
+
 }  // namespace
 
+const char* vmlinux_problem(std::span<const uint8_t> bytes) {
+    // ELF header (System V gABI): magic, then EI_CLASS 2 = 64-bit.
+    static constexpr uint8_t kMagic[4] = {0x7f, 'E', 'L', 'F'};
+    if (bytes.size() < 64) return "it is too small to be a vmlinux";
+    if (std::memcmp(bytes.data(), kMagic, sizeof kMagic) != 0)
+        return "it is not an ELF file (a bzImage or compressed kernel? krunlet boots the uncompressed "
+               "vmlinux; linux/scripts/extract-vmlinux makes one)";
+    if (bytes[4] != 2) return "it is a 32-bit ELF file, not an x86-64 vmlinux";
+    return nullptr;
+}
+
 std::string KernelFile::default_path() {
-    if (const char* env = std::getenv("KRUNLET_KERNEL"); env != nullptr && *env != '\0') return env;
     Dl_info info{};
     if (::dladdr(reinterpret_cast<void*>(&anchor), &info) != 0 && info.dli_fname != nullptr) {
         std::string self = info.dli_fname;
@@ -37,8 +59,7 @@ Result<KernelFile> KernelFile::open(const std::string& path) {
     UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
     if (!fd.valid()) {
         int e = errno;
-        return make_error(e, "cannot open the guest kernel " + path + ": " + std::strerror(e) +
-                                 " (build it with ./setup.sh, or point KRUNLET_KERNEL at a vmlinux)");
+        return make_error(e, "cannot open the guest kernel " + path + ": " + std::strerror(e) + " (" + kFix + ")");
     }
     struct stat st{};
     if (::fstat(fd.get(), &st) != 0) return errno_error("fstat " + path);
@@ -48,10 +69,42 @@ Result<KernelFile> KernelFile::open(const std::string& path) {
     if (p == MAP_FAILED) return errno_error("mmap " + path);
     KernelFile k;
     k.map_ = Mapping(p, size_t(st.st_size));
+    k.bytes_ = {k.map_.data(), k.map_.size()};
     k.path_ = path;
+    if (const char* why = vmlinux_problem(k.bytes_))
+        return make_error(EINVAL, "the guest kernel " + path + " cannot be booted: " + why);
     return k;
 }
 
-Result<KernelFile> KernelFile::open_default() { return open(default_path()); }
+Result<KernelFile> KernelFile::embedded() {
+    const void* data = nullptr;
+    size_t size = 0;
+    if (int rc = krunlet_kernel_blob(&data, &size); rc != 0)
+        return make_error(-rc, "libkrunlet-kernel.so.1 holds no guest kernel (it was built without "
+                               "-DKRUNLET_KERNEL_IMAGE)");
+    KernelFile k;
+    k.bytes_ = {static_cast<const uint8_t*>(data), size};
+    k.path_ = "the kernel built into libkrunlet-kernel.so.1";
+    k.embedded_ = true;
+    // A build problem, not the user's: say so plainly.
+    if (const char* why = vmlinux_problem(k.bytes_))
+        return make_error(EINVAL, k.path_ + " cannot be booted: " + why + "; rebuild with a vmlinux");
+    return k;
+}
+
+Result<KernelFile> KernelFile::open_default() {
+    if (const char* env = env_kernel()) {
+        auto k = open(env);
+        if (!k.ok()) return make_error(k.error().code, "KRUNLET_KERNEL: " + k.error().message);
+        return k;
+    }
+    auto blob = embedded();
+    if (blob.ok() || blob.error().code != ENOENT) return blob;
+    std::string path = default_path();
+    auto file = open(path);
+    if (file.ok() || file.error().code != ENOENT) return file;
+    return make_error(ENOENT, "no guest kernel: " + blob.error().message + ", and " + path +
+                                  " does not exist; " + kFix);
+}
 
 }  // namespace krunlet

@@ -486,6 +486,14 @@ TEST_CASE("inode and handle caps answer ENFILE, and recover after FORGET/RELEASE
     c.open_fh(b, O_RDONLY);
     CHECK(c.open(b, O_RDONLY).error() == ENFILE);
     CHECK(c.open(kRoot, O_RDONLY, FUSE_OPENDIR).error() == ENFILE);
+    // A create refused at a cap leaves nothing on the host: the guest was told it failed.
+    // (The handle table is full; so is the inode table: root, b and c.)
+    CHECK(c.create(kRoot, "new", O_RDWR, 0644).error() == ENFILE);
+    CHECK(!exists(d / "new"));
+    CHECK(c.mkdir(kRoot, "newdir", 0755).error() == ENFILE);
+    CHECK(!exists(d / "newdir"));
+    CHECK(c.symlink(kRoot, "newlink", "a").error() == ENFILE);
+    CHECK(!exists(d / "newlink"));
     c.release(b, f1);
     CHECK(c.open(b, O_RDONLY).error() == 0);
 

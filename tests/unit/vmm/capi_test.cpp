@@ -1,10 +1,13 @@
 // The libkrun C ABI's argument checking, through the real libkrun.so.1.
+#include <dlfcn.h>
 #include <doctest/doctest.h>
 #include <fcntl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
@@ -260,4 +263,161 @@ TEST_CASE("krun_add_net_unixstream: crun's call (fd, flags 2 then 0), paths, fea
     CHECK(krun_add_net_unixstream(id, "/tmp/p.sock", -1, nullptr, NET_FEATURE_CSUM, 0) == 0);
     CHECK(krun_add_net_unixstream(999999, "/tmp/p.sock", -1, mac, 0, 0) == -ENOENT);
     CHECK(krun_free_ctx(id) == 0);
+}
+
+// ---- The drop-in contract with crun (issue 5) ----
+
+namespace {
+
+// Every symbol crun's krun handler (src/libcrun/handlers/krun.c, 1.8 .. 1.2x)
+// looks up with dlsym, then what launchers (krunvm, muvm, podman machine) call.
+constexpr const char* kCrunSymbols[] = {
+    "krun_create_ctx", "krun_set_log_level", "krun_set_vm_config", "krun_set_root", "krun_add_virtiofs2",
+    "krun_set_workdir", "krun_set_exec", "krun_start_enter", "krun_set_kernel", "krun_set_gpu_options",
+    "krun_check_nested_virt", "krun_set_nested_virt", "krun_add_net_unixstream", "krun_set_root_disk",
+    "krun_set_tee_config_file", "krun_set_console_output",
+};
+constexpr const char* kLauncherSymbols[] = {
+    "krun_free_ctx", "krun_set_env", "krun_set_rlimits", "krun_set_port_map", "krun_add_vsock_port",
+    "krun_add_vsock_port2", "krun_setuid", "krun_setgid", "krun_add_virtiofs", "krun_add_virtiofs3",
+    "krun_init_log", "krun_has_feature", "krun_get_max_vcpus", "krun_set_gpu_options2", "krun_set_data_disk",
+    "krun_split_irqchip", "krun_set_smbios_oem_strings", "krun_set_snd_device", "krun_get_shutdown_eventfd",
+};
+
+}  // namespace
+
+TEST_CASE("dlopen(libkrun.so.1): every symbol crun and launchers look up resolves, and the kernel library comes along") {
+    // The libkrun.so.1 this binary runs with: the one in the build tree.
+    Dl_info info{};
+    REQUIRE(::dladdr(reinterpret_cast<void*>(&krun_create_ctx), &info) != 0);
+    std::string path = info.dli_fname;
+    CHECK(path.size() >= 12);
+    CHECK(path.substr(path.rfind('/') + 1).rfind("libkrun.so", 0) == 0);
+    void* h = ::dlopen(path.c_str(), RTLD_NOW | RTLD_NOLOAD);
+    REQUIRE_MESSAGE(h != nullptr, ::dlerror());
+    // crun opens it by soname.
+    void* by_soname = ::dlopen("libkrun.so.1", RTLD_NOW);
+    REQUIRE_MESSAGE(by_soname != nullptr, ::dlerror());
+    CHECK(by_soname == h);
+    for (const char* name : kCrunSymbols) {
+        CAPTURE(name);
+        CHECK(::dlsym(h, name) != nullptr);
+    }
+    for (const char* name : kLauncherSymbols) {
+        CAPTURE(name);
+        CHECK(::dlsym(h, name) != nullptr);
+    }
+    // dlsym on a handle searches the library and its DT_NEEDED: the kernel
+    // library is loaded with libkrun.so.1, before any call.
+    CHECK(::dlsym(h, "krunlet_kernel_blob") != nullptr);
+    // The VMM's internals stay private.
+    CHECK(::dlsym(h, "_ZN7krunlet10KernelFile12open_defaultEv") == nullptr);
+    ::dlclose(by_soname);
+    ::dlclose(h);
+}
+
+TEST_CASE("unsupported calls: -ENOTSUP with one line naming what is missing; what krunlet does anyway is 0") {
+    uint32_t id = ctx_with_root();
+    const char* oem[] = {"a=b", nullptr};
+    const char* none[] = {nullptr};
+    std::string err = capture_stderr([&] {
+        CHECK(krun_set_gpu_options(id, VIRGLRENDERER_VENUS | VIRGLRENDERER_NO_VIRGL) == -ENOTSUP);
+        CHECK(krun_set_gpu_options2(id, VIRGLRENDERER_VENUS, 1u << 30) == -ENOTSUP);
+        CHECK(krun_set_root_disk(id, "/disk.img") == -ENOTSUP);
+        CHECK(krun_set_data_disk(id, "/data.img") == -ENOTSUP);
+        CHECK(krun_set_tee_config_file(id, "/krun-sev.json") == -ENOTSUP);
+        CHECK(krun_set_nested_virt(id, true) == -ENOTSUP);
+        CHECK(krun_split_irqchip(id, true) == -ENOTSUP);
+        CHECK(krun_set_smbios_oem_strings(id, oem) == -ENOTSUP);
+        CHECK(krun_set_snd_device(id, true) == -ENOTSUP);
+        CHECK(krun_get_shutdown_eventfd(id) == -ENOTSUP);
+    });
+    // One line per refused call, each naming the call.
+    for (const char* call : {"krun_set_gpu_options:", "krun_set_gpu_options2:", "krun_set_root_disk:",
+                             "krun_set_data_disk:", "krun_set_tee_config_file:", "krun_set_nested_virt:",
+                             "krun_split_irqchip:", "krun_set_smbios_oem_strings:", "krun_set_snd_device:",
+                             "krun_get_shutdown_eventfd:"}) {
+        CAPTURE(call);
+        CHECK(err.find(std::string("krunlet: ") + call + " not supported: ") != std::string::npos);
+    }
+    CHECK(std::count(err.begin(), err.end(), '\n') == 10);
+    CHECK(err.find("virtio-gpu") != std::string::npos);
+    CHECK(err.find("virtio-blk") != std::string::npos);
+    // What krunlet does already.
+    CHECK(krun_set_nested_virt(id, false) == 0);
+    CHECK(krun_split_irqchip(id, false) == 0);
+    CHECK(krun_set_snd_device(id, false) == 0);
+    CHECK(krun_set_smbios_oem_strings(id, none) == 0);
+    CHECK(krun_set_smbios_oem_strings(id, nullptr) == 0);
+    // An unknown context is -ENOENT, before anything else.
+    CHECK(krun_set_gpu_options(999999, 0) == -ENOENT);
+    CHECK(krun_set_nested_virt(999999, false) == -ENOENT);
+    CHECK(krun_get_shutdown_eventfd(999999) == -ENOENT);
+    CHECK(krun_free_ctx(id) == 0);
+}
+
+TEST_CASE("queries: krun_check_nested_virt, krun_has_feature, krun_init_log") {
+    CHECK(krun_check_nested_virt() == 0);  // a valid answer: not supported
+    CHECK(krun_has_feature(KRUN_FEATURE_NET) == 1);
+    CHECK(krun_has_feature(KRUN_FEATURE_INIT_BLOB) == 1);
+    for (uint64_t f : {KRUN_FEATURE_BLK, KRUN_FEATURE_GPU, KRUN_FEATURE_INPUT, KRUN_FEATURE_TEE, KRUN_FEATURE_AMD_SEV,
+                       KRUN_FEATURE_INTEL_TDX, KRUN_FEATURE_AWS_NITRO, KRUN_FEATURE_VIRGL_RESOURCE_MAP2}) {
+        CAPTURE(f);
+        CHECK(krun_has_feature(f) == 0);
+    }
+    CHECK(krun_has_feature(3) == -EINVAL);
+    CHECK(krun_has_feature(12) == -EINVAL);
+    CHECK(krun_has_feature(~uint64_t{0}) == -EINVAL);
+
+    CHECK(krun_init_log(KRUN_LOG_TARGET_DEFAULT, KRUN_LOG_LEVEL_WARN, KRUN_LOG_STYLE_NEVER, KRUN_LOG_OPTION_NO_ENV) == 0);
+    CHECK(krun_init_log(KRUN_LOG_TARGET_DEFAULT, 6, KRUN_LOG_STYLE_AUTO, 0) == -EINVAL);
+    CHECK(krun_init_log(KRUN_LOG_TARGET_DEFAULT, 1, 3, 0) == -EINVAL);
+    CHECK(krun_init_log(KRUN_LOG_TARGET_DEFAULT, 1, KRUN_LOG_STYLE_AUTO, 2) == -EINVAL);
+    std::string err = capture_stderr([&] { CHECK(krun_init_log(2, 1, KRUN_LOG_STYLE_AUTO, 0) == -ENOTSUP); });
+    CHECK(err.find("krun_init_log: not supported: logging to fd 2") != std::string::npos);
+    // krun_init_log set the level: 0 silences the next refusal.
+    CHECK(krun_init_log(KRUN_LOG_TARGET_DEFAULT, KRUN_LOG_LEVEL_OFF, KRUN_LOG_STYLE_AUTO, 0) == 0);
+    err = capture_stderr([&] { CHECK(krun_init_log(5, 1, KRUN_LOG_STYLE_AUTO, 0) == -ENOTSUP); });
+    CHECK(err.empty());
+    CHECK(krun_set_log_level(1) == 0);
+}
+
+TEST_CASE("krun_set_kernel: ELF vmlinux only, no initramfs, the file opened at once") {
+    uint32_t id = ctx_with_root();
+    std::string err = capture_stderr([&] {
+        CHECK(krun_set_kernel(id, "/boot/vmlinuz", KRUN_KERNEL_FORMAT_RAW, nullptr, nullptr) == -ENOTSUP);
+        CHECK(krun_set_kernel(id, "/boot/vmlinuz", KRUN_KERNEL_FORMAT_IMAGE_GZ, nullptr, nullptr) == -ENOTSUP);
+        CHECK(krun_set_kernel(id, "/proc/self/exe", KRUN_KERNEL_FORMAT_ELF, "/boot/initrd.img", nullptr) == -ENOTSUP);
+    });
+    CHECK(err.find("krun_set_kernel: kernel format 0 is not supported") != std::string::npos);
+    CHECK(err.find("kernel format 4 is not supported") != std::string::npos);
+    CHECK(err.find("an initramfs (/boot/initrd.img) is not supported") != std::string::npos);
+    err = capture_stderr([&] {
+        CHECK(krun_set_kernel(id, nullptr, KRUN_KERNEL_FORMAT_ELF, nullptr, nullptr) == -EINVAL);
+        CHECK(krun_set_kernel(id, "", KRUN_KERNEL_FORMAT_ELF, nullptr, nullptr) == -EINVAL);
+        CHECK(krun_set_kernel(id, "/no/such/vmlinux", KRUN_KERNEL_FORMAT_ELF, nullptr, nullptr) == -ENOENT);
+        CHECK(krun_set_kernel(id, "/etc/passwd", KRUN_KERNEL_FORMAT_ELF, nullptr, nullptr) == -EINVAL);
+    });
+    CHECK(err.find("cannot open the guest kernel /no/such/vmlinux") != std::string::npos);
+    CHECK(err.find("/etc/passwd cannot be booted: it is not an ELF file") != std::string::npos);
+    CHECK(krun_set_kernel(999999, "/proc/self/exe", KRUN_KERNEL_FORMAT_ELF, nullptr, nullptr) == -ENOENT);
+    // A 64-bit ELF file passes here (the ELF loader checks the rest at start);
+    // an empty initramfs path means none.
+    CHECK(krun_set_kernel(id, "/proc/self/exe", KRUN_KERNEL_FORMAT_ELF, "", "quiet") == 0);
+    CHECK(krun_set_kernel(id, "/proc/self/exe", KRUN_KERNEL_FORMAT_ELF, nullptr, nullptr) == 0);
+    CHECK(krun_free_ctx(id) == 0);
+}
+
+TEST_CASE("krun_create_ctx stays cheap (crun calls it for exec and update too)") {
+    constexpr int kRounds = 500;
+    auto t0 = std::chrono::steady_clock::now();
+    for (int i = 0; i < kRounds; ++i) {
+        int32_t ctx = krun_create_ctx();
+        REQUIRE(ctx >= 0);
+        REQUIRE(krun_free_ctx(uint32_t(ctx)) == 0);
+    }
+    double us = std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count() / kRounds;
+    MESSAGE("krun_create_ctx + krun_free_ctx: " << us << " us per pair (" << kRounds << " rounds)");
+    // Copying or reading an 18 MB kernel would cost milliseconds.
+    CHECK(us < 1000.0);
 }
