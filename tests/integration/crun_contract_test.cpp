@@ -37,6 +37,7 @@
 #include "vm_runner.h"
 
 using krunlet::test::ScratchRootfs;
+using krunlet::test::run_child;
 
 namespace {
 
@@ -144,45 +145,8 @@ void enter_container(const std::string& rootfs) {
 }
 
 Outcome run_handler(Crun version, const std::string& rootfs, int timeout_s = 300) {
-    Outcome res;
-    int out[2], err[2];
-    REQUIRE(::pipe2(out, O_CLOEXEC) == 0);
-    REQUIRE(::pipe2(err, O_CLOEXEC) == 0);
-    std::fflush(nullptr);
-    pid_t pid = ::fork();
-    REQUIRE(pid >= 0);
-    if (pid == 0) crun_handler(version, rootfs, out[1], err[1]);
-    ::close(out[1]);
-    ::close(err[1]);
-    pollfd fds[2] = {{out[0], POLLIN, 0}, {err[0], POLLIN, 0}};
-    int open = 2;
-    bool killed = false;
-    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(timeout_s);
-    while (open > 0) {
-        auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
-        if (left.count() <= 0 && !killed) {
-            ::kill(pid, SIGKILL);
-            killed = true;
-        }
-        if (::poll(fds, 2, killed ? 1000 : int(left.count())) < 0) break;
-        for (int i = 0; i < 2; ++i) {
-            if (fds[i].fd < 0 || fds[i].revents == 0) continue;
-            char buf[4096];
-            ssize_t k = ::read(fds[i].fd, buf, sizeof buf);
-            if (k <= 0) {
-                ::close(fds[i].fd);
-                fds[i].fd = -1;
-                --open;
-                continue;
-            }
-            (i == 0 ? res.out : res.err).append(buf, size_t(k));
-        }
-    }
-    int status = 0;
-    ::waitpid(pid, &status, 0);
-    res.status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-    if (killed) res.err += "\n[test: killed after timeout]\n";
-    return res;
+    auto r = run_child([&](int out_fd, int err_fd) { crun_handler(version, rootfs, out_fd, err_fd); }, timeout_s);
+    return Outcome{r.status, r.out, r.err};
 }
 
 // What crun writes into the rootfs: the OCI config (trimmed to what init reads).

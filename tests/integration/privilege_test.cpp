@@ -36,6 +36,7 @@
 
 using krunlet::test::krunlet_run;
 using krunlet::test::ScratchRootfs;
+using krunlet::test::run_child;
 
 namespace {
 
@@ -109,50 +110,16 @@ struct Outcome {
 
 // Runs the VMM; calls `at_ready(pid)` once the guest printed "ready".
 Outcome run_capi_vmm(const Options& o, const std::function<void(pid_t)>& at_ready, int timeout_s = 300) {
-    Outcome res;
-    int out[2], err[2];
-    REQUIRE(::pipe2(out, O_CLOEXEC) == 0);
-    REQUIRE(::pipe2(err, O_CLOEXEC) == 0);
-    std::fflush(nullptr);
-    pid_t pid = ::fork();
-    REQUIRE(pid >= 0);
-    if (pid == 0) capi_vmm(o, out[1], err[1]);
-    ::close(out[1]);
-    ::close(err[1]);
-    pollfd fds[2] = {{out[0], POLLIN, 0}, {err[0], POLLIN, 0}};
-    int open = 2;
-    bool ready = false, killed = false;
-    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(timeout_s);
-    while (open > 0) {
-        auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
-        if (left.count() <= 0 && !killed) {
-            ::kill(pid, SIGKILL);
-            killed = true;
-        }
-        if (::poll(fds, 2, killed ? 1000 : int(left.count())) < 0) break;
-        for (int i = 0; i < 2; ++i) {
-            if (fds[i].fd < 0 || fds[i].revents == 0) continue;
-            char buf[4096];
-            ssize_t k = ::read(fds[i].fd, buf, sizeof buf);
-            if (k <= 0) {
-                ::close(fds[i].fd);
-                fds[i].fd = -1;
-                --open;
-                continue;
-            }
-            (i == 0 ? res.out : res.err).append(buf, size_t(k));
-            if (!ready && res.out.find("ready\n") != std::string::npos) {
-                ready = true;
-                at_ready(pid);
-            }
-        }
-    }
-    int status = 0;
-    ::waitpid(pid, &status, 0);
-    res.status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-    if (killed) res.err += "\n[test: killed after timeout]\n";
-    if (!ready) res.err += "\n[test: the guest never printed ready]\n";
-    return res;
+    bool ready = false;
+    auto r = run_child([&](int out_fd, int err_fd) { capi_vmm(o, out_fd, err_fd); }, timeout_s,
+                       [&](pid_t pid, const std::string& out) {
+                           if (!ready && out.find("ready\n") != std::string::npos) {
+                               ready = true;
+                               at_ready(pid);
+                           }
+                       });
+    if (!ready) r.err += "\n[test: the guest never printed ready]\n";
+    return Outcome{r.status, r.out, r.err};
 }
 
 std::string slurp(const std::string& path) {

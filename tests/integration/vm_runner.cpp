@@ -16,21 +16,32 @@
 namespace krunlet::test {
 
 RunResult run_process(const std::vector<std::string>& argv, int timeout_s, const OutputHook& hook) {
+    return run_child(
+        [&argv](int out_fd, int err_fd) {
+            int null = ::open("/dev/null", O_RDONLY);
+            ::dup2(null, 0);
+            ::dup2(out_fd, 1);
+            ::dup2(err_fd, 2);
+            std::vector<char*> args;
+            for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+            args.push_back(nullptr);
+            ::execv(args[0], args.data());
+            ::_exit(127);
+        },
+        timeout_s, hook);
+}
+
+RunResult run_child(const std::function<void(int out_fd, int err_fd)>& child, int timeout_s, const OutputHook& hook) {
     RunResult r;
     int out[2], err[2];
     if (::pipe2(out, O_CLOEXEC) != 0 || ::pipe2(err, O_CLOEXEC) != 0) throw std::runtime_error("pipe");
+    std::fflush(nullptr);  // nothing buffered is written twice
     auto t0 = std::chrono::steady_clock::now();
     pid_t pid = ::fork();
+    if (pid < 0) throw std::runtime_error("fork");
     if (pid == 0) {
-        int null = ::open("/dev/null", O_RDONLY);
-        ::dup2(null, 0);
-        ::dup2(out[1], 1);
-        ::dup2(err[1], 2);
-        std::vector<char*> args;
-        for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-        args.push_back(nullptr);
-        ::execv(args[0], args.data());
-        ::_exit(127);
+        child(out[1], err[1]);
+        ::_exit(127);  // `child` must not return; if it does, say so by the status
     }
     ::close(out[1]);
     ::close(err[1]);

@@ -25,6 +25,12 @@ using OutputHook = std::function<void(pid_t pid, const std::string& out)>;
 // `timeout_s` seconds.
 RunResult run_process(const std::vector<std::string>& argv, int timeout_s = 120, const OutputHook& hook = {});
 
+// Fork; the child calls `child(out_fd, err_fd)` (the write ends of its stdout and stderr
+// pipes), which must exec or _exit. The parent collects both, calls `hook` on stdout, and
+// kills the child after `timeout_s` seconds.
+RunResult run_child(const std::function<void(int out_fd, int err_fd)>& child, int timeout_s = 120,
+                    const OutputHook& hook = {});
+
 // build/bin/krunlet run [opts...] ROOTFS -- cmd...
 RunResult krunlet_run(const std::string& rootfs, const std::vector<std::string>& opts,
                       const std::vector<std::string>& cmd, int timeout_s = 120, const OutputHook& hook = {});
