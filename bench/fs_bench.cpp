@@ -6,7 +6,6 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <climits>
 #include <cmath>
 #include <cstdio>
 #include <functional>
@@ -14,6 +13,7 @@
 #include <vector>
 
 #include "child_process.h"
+#include "compare_table.h"
 #include "fs_bench.h"
 #include "fs_engines.h"
 #include "fs_workload.h"
@@ -26,7 +26,7 @@ constexpr double kMiB = 1048576.0;
 struct Metric {
     std::string label;
     bool throughput;  // a guest-side rate; listed per round too
-    std::function<std::optional<double>(const EngineRun&)> get;
+    MetricGetter<EngineRun> get;
 };
 
 std::optional<double> result(const EngineRun& r, const char* phase, const char* key) {
@@ -85,80 +85,22 @@ std::vector<Metric> metrics(const FsOptions& o) {
     return m;
 }
 
-std::optional<double> median(std::vector<double> v) {
-    if (v.empty()) return std::nullopt;
-    std::sort(v.begin(), v.end());
-    size_t n = v.size();
-    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
-
-std::optional<double> median_of(const std::vector<EngineRun>& runs, const Metric& m) {
-    std::vector<double> v;
-    for (const auto& r : runs)
-        if (auto x = m.get(r)) v.push_back(*x);
-    return median(v);
-}
-
-std::string fmt(std::optional<double> v) {
-    if (!v) return "-";
-    char b[32];
-    double a = std::fabs(*v);
-    std::snprintf(b, sizeof b, a >= 1000 ? "%.0f" : a >= 10 ? "%.1f" : "%.2f", *v);
-    return b;
-}
-
-struct Engine {
-    std::string name;
-    std::string column;
-    std::function<Result<EngineRun>(const EngineConfig&)> run;
-    std::vector<EngineRun> runs;
-};
-
-// The median of the per-round ratios krunlet / qemu: the two runs of a round are neighbours in
-// time and share the machine's load of that moment, which the medians of each column do not.
-std::optional<double> paired_ratio(const Engine* k, const Engine* q, const Metric& m) {
-    if (k == nullptr || q == nullptr) return std::nullopt;
-    std::vector<double> ratios;
-    for (size_t i = 0; i < std::min(k->runs.size(), q->runs.size()); ++i) {
-        auto a = m.get(k->runs[i]);
-        auto b = m.get(q->runs[i]);
-        if (a && b && *b != 0) ratios.push_back(*a / *b);
-    }
-    return median(ratios);
-}
+using Engine = BenchEngine<EngineConfig, EngineRun>;
 
 void print_table(const FsOptions& o, const std::vector<Engine>& engines) {
-    const Engine* k = nullptr;
-    const Engine* q = nullptr;
-    for (const auto& e : engines) (e.name == "krunlet" ? k : q) = &e;
-    std::printf("\n%-46s | %14s | %14s | %7s\n", "metric", "krunlet", "qemu+virtiofsd", "ratio");
-    std::printf("%s\n", std::string(46 + 3 + 14 + 3 + 14 + 3 + 7, '-').c_str());
-    for (const auto& m : metrics(o)) {
-        std::optional<double> kv, qv;
-        if (k) kv = median_of(k->runs, m);
-        if (q) qv = median_of(q->runs, m);
-        std::string ratio = "-";
-        if (auto r = paired_ratio(k, q, m)) {
-            char b[32];
-            std::snprintf(b, sizeof b, "%.2fx", *r);
-            ratio = b;
-        }
-        std::printf("%-46s | %14s | %14s | %7s\n", m.label.c_str(), fmt(kv).c_str(), fmt(qv).c_str(), ratio.c_str());
-    }
+    const auto pair = run_pair(engines);
+    print_compare_rows(TableLayout{46, 14, "krunlet", "qemu+virtiofsd"}, metrics(o), pair);
     std::printf("ratio = krunlet / qemu+virtiofsd, the median of the per-round ratios; throughput rows: higher is "
                 "better, us rows: lower is better.\n");
     std::printf("server CPU: krunlet = its non-vCPU threads (each share is served on its own \"virtio-N\" thread); "
                 "qemu = all of virtiofsd.\nhost CPU outside vCPUs: adds QEMU's non-vCPU threads "
                 "(they relay virtio-mmio interrupts for virtiofsd).\n");
 
-    if (k != nullptr && q != nullptr && k->runs.size() > 1) {
+    if (pair.several_rounds()) {
         std::printf("\nper round, krunlet / qemu+virtiofsd (ABBA order):\n");
         for (const auto& m : metrics(o)) {
             if (!m.throughput && m.label.rfind("server CPU", 0) != 0) continue;
-            std::printf("  %-44s", m.label.c_str());
-            for (size_t i = 0; i < std::min(k->runs.size(), q->runs.size()); ++i)
-                std::printf("  %s / %s", fmt(m.get(k->runs[i])).c_str(), fmt(m.get(q->runs[i])).c_str());
-            std::printf("\n");
+            print_round_row(44, m.label, m.get, *pair.krunlet, *pair.other);
         }
     }
 
@@ -173,12 +115,10 @@ void print_table(const FsOptions& o, const std::vector<Engine>& engines) {
                     v.push_back(it->second.vmm_other_s);
                     c.push_back(it->second.vcpu_s);
                 }
-            std::printf(" %s %s/%s/%s", p.phase, fmt(median(s)).c_str(), fmt(median(v)).c_str(),
-                        fmt(median(c)).c_str());
+            std::printf(" %s %s/%s/%s", p.phase, fmt_value(median(s)).c_str(), fmt_value(median(v)).c_str(),
+                        fmt_value(median(c)).c_str());
         }
-        std::vector<double> wall;
-        for (const auto& r : e.runs) wall.push_back(r.wall_s);
-        std::printf("  (whole VM run %s s)\n", fmt(median(wall)).c_str());
+        print_wall_median(e.runs);
     }
 }
 
@@ -209,11 +149,6 @@ void print_matched(const FsOptions& o, const std::vector<Engine>& engines) {
                             get(key).c_str());
         }
     }
-}
-
-bool is_file(const std::string& p) {
-    struct stat st{};
-    return ::stat(p.c_str(), &st) == 0 && S_ISREG(st.st_mode);
 }
 
 // Every inode the guest holds is an open O_PATH descriptor in either server, and the walk can
@@ -256,12 +191,7 @@ CLI::App* add_fs_command(CLI::App& app, FsOptions& o, const std::string& bin_dir
                   "directory shared as the guest's root by both engines; the workload goes into "
                   "ROOTFS/krunlet-fsbench (use an empty directory on tmpfs)")
         ->required();
-    c->add_option("--engines", o.engines, "comma-separated: krunlet, qemu")->capture_default_str();
-    c->add_option("--rounds", o.rounds, "runs per engine, in ABBA order; the table shows medians")
-        ->check(CLI::Range(1, 100))->capture_default_str();
-    c->add_option("--cpus", o.cpus, "guest vCPUs (both engines)")->check(CLI::Range(1, 16))->capture_default_str();
-    c->add_option("--memory", o.memory_mib, "guest RAM in MiB (both engines)")
-        ->check(CLI::Range(128, 65536))->capture_default_str();
+    add_vm_engine_options(c, o);
     c->add_option("--randread-mib", o.randread_mib, "size of the random-read file")
         ->check(CLI::Range(1, 65536))->capture_default_str();
     c->add_option("--randread-count", o.randread_count, "4 KiB random reads, each of a distinct page")
@@ -278,10 +208,7 @@ CLI::App* add_fs_command(CLI::App& app, FsOptions& o, const std::string& bin_dir
         ->check(CLI::Range(11, 10000000))->capture_default_str();
     c->add_option("--settle-ms", o.settle_ms, "guest pause around each phase marker (lets the host sample CPU)")
         ->check(CLI::Range(0, 10000))->capture_default_str();
-    c->add_option("--timeout", o.timeout_s, "seconds per VM run")->check(CLI::Range(10, 86400))->capture_default_str();
-    c->add_flag("--keep", o.keep, "keep ROOTFS/krunlet-fsbench afterwards");
-    c->add_flag("-v,--verbose", o.verbose, "copy the guest consoles to stderr");
-    c->add_option("--krunlet", o.krunlet, "the krunlet CLI")->capture_default_str();
+    add_vm_run_options(c, o, "ROOTFS/krunlet-fsbench");
     c->add_option("--guest", o.guest, "the static guest program")->capture_default_str();
     c->add_option("--kernel", o.kernel, "guest vmlinux (for QEMU; krunlet uses its own, next to libkrun)")
         ->capture_default_str();
@@ -293,46 +220,25 @@ CLI::App* add_fs_command(CLI::App& app, FsOptions& o, const std::string& bin_dir
 int run_fs(const FsOptions& opts) {
     FsOptions o = opts;
     std::vector<Engine> engines;
-    for (size_t pos = 0; pos <= o.engines.size();) {
-        size_t end = o.engines.find(',', pos);
-        if (end == std::string::npos) end = o.engines.size();
-        std::string e = o.engines.substr(pos, end - pos);
+    for (const std::string& e : split_engines(o.engines)) {
         if (e == "krunlet")
             engines.push_back({e, "krunlet", run_krunlet, {}});
         else if (e == "qemu")
             engines.push_back({e, "qemu+virtiofsd", run_qemu, {}});
         else
             return fail("--engines: unknown engine \"" + e + "\" (krunlet, qemu)");
-        pos = end + 1;
     }
-    if (::access("/sys/module/kvm_pvm", F_OK) == 0)
-        return fail("this machine's /dev/kvm is kvm_pvm, which cannot run a Linux guest (DESIGN.md §6): "
-                    "run inside the KVM test host, tests/kvm-host/run.sh krunlet-bench fs ...");
-    if (::access("/dev/kvm", R_OK | W_OK) != 0) return fail("/dev/kvm is missing or not accessible");
+    if (auto why = kvm_unusable("krunlet-bench fs ...")) return fail(*why);
     if (o.randread_count > o.randread_mib * 256)
         return fail("--randread-count " + std::to_string(o.randread_count) + " exceeds the " +
                     std::to_string(o.randread_mib * 256) + " pages of --randread-mib " +
                     std::to_string(o.randread_mib) +
                     ": every read must be of a page not yet read");
-    if (!is_file(o.guest))
-        return fail("guest program " + o.guest + " not found: build the krunlet-fsbench-guest target");
-    char real[PATH_MAX];
-    if (::realpath(o.rootfs.c_str(), real) == nullptr) return fail("ROOTFS " + o.rootfs + " does not exist");
-    o.rootfs = real;
-    for (const auto& e : engines) {
-        if (e.name == "krunlet" && ::access(o.krunlet.c_str(), X_OK) != 0)
-            return fail("krunlet CLI " + o.krunlet + " not found (--krunlet)");
-        if (e.name == "qemu") {
-            if (!is_file(o.kernel)) return fail("guest kernel " + o.kernel + " not found (--kernel)");
-            std::string q = find_program(o.qemu);
-            if (q.empty()) return fail(o.qemu + " not found: apt-get install qemu-system-x86, or pass --qemu");
-            o.qemu = q;
-            if (::access(o.virtiofsd.c_str(), X_OK) != 0)
-                return fail("virtiofsd " + o.virtiofsd +
-                            " not found (Debian's qemu-system-common has it), or pass --virtiofsd");
-        }
-    }
-    if (::realpath(o.kernel.c_str(), real) != nullptr) o.kernel = real;
+    bool want_krunlet = false, want_qemu = false;
+    for (const auto& e : engines) (e.name == "krunlet" ? want_krunlet : want_qemu) = true;
+    if (auto why = resolve_vm_paths(o, want_krunlet, want_qemu, "krunlet-fsbench-guest")) return fail(*why);
+    if (want_qemu && ::access(o.virtiofsd.c_str(), X_OK) != 0)
+        return fail("virtiofsd " + o.virtiofsd + " not found (Debian's qemu-system-common has it), or pass --virtiofsd");
     raise_nofile(o.tree_entries);
 
     std::fprintf(stderr, "krunlet-bench fs: preparing %s%s (%llu MiB random-read file, %llu-entry tree)...\n",
@@ -361,12 +267,7 @@ int run_fs(const FsOptions& opts) {
     cfg.guest_args.push_back(WorkDir::kGuestDir);
 
     for (int round = 1; round <= o.rounds; ++round) {
-        // ABBA order: the load of this shared machine drifts, and a fixed order would hand the
-        // quieter half of every round to the same engine.
-        std::vector<Engine*> order;
-        for (auto& e : engines) order.push_back(&e);
-        if (round % 2 == 0) std::reverse(order.begin(), order.end());
-        for (Engine* ep : order) {
+        for (Engine* ep : abba_order(engines, round)) {
             Engine& e = *ep;
             if (auto r = work->reset(); !r.ok()) return fail(r.error().message);
             std::fprintf(stderr, "krunlet-bench fs: round %d/%d: %s...\n", round, o.rounds, e.column.c_str());

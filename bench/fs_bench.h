@@ -6,14 +6,11 @@
 #include <cstdint>
 #include <string>
 
+#include "vm_bench_options.h"
+
 namespace krunlet::bench {
 
-struct FsOptions {
-    std::string rootfs;
-    std::string engines = "krunlet,qemu";
-    int rounds = 1;
-    int cpus = 1;
-    int memory_mib = 512;
+struct FsOptions : VmBenchOptions {
     uint64_t randread_mib = 64;
     uint64_t randread_count = 2000;
     bool randread_direct = false;
@@ -23,13 +20,6 @@ struct FsOptions {
     uint64_t small_bytes = 1024;
     uint64_t tree_entries = 50000;
     uint64_t settle_ms = 200;
-    int timeout_s = 1200;
-    bool keep = false;
-    bool verbose = false;
-    std::string krunlet;  // defaults next to krunlet-bench
-    std::string guest;
-    std::string kernel;
-    std::string qemu = "qemu-system-x86_64";
     std::string virtiofsd = "/usr/lib/qemu/virtiofsd";
 };
 

@@ -14,6 +14,7 @@
 #include <thread>
 
 #include "child_process.h"
+#include "engine_common.h"
 #include "fs_workload.h"
 #include "proc_cpu.h"
 
@@ -39,91 +40,31 @@ PhaseCpu minus(const PhaseCpu& a, const PhaseCpu& b) {
     return {a.server_s - b.server_s, a.vmm_other_s - b.vmm_other_s, a.vcpu_s - b.vcpu_s};
 }
 
-// "K=V K=V ..." into a map; values that are not numbers are skipped.
-void parse_pairs(const std::string& s, std::map<std::string, double>& out) {
-    size_t pos = 0;
-    while (pos < s.size()) {
-        size_t end = s.find(' ', pos);
-        if (end == std::string::npos) end = s.size();
-        std::string kv = s.substr(pos, end - pos);
-        if (auto eq = kv.find('='); eq != std::string::npos && eq > 0) {
-            char* stop = nullptr;
-            double v = std::strtod(kv.c_str() + eq + 1, &stop);
-            if (stop != kv.c_str() + eq + 1 && *stop == '\0') out[kv.substr(0, eq)] = v;
-        }
-        pos = end + 1;
-    }
-}
-
-std::string join_lines(const std::deque<std::string>& lines) {
-    std::string s;
-    for (const auto& l : lines) s += "  | " + l + "\n";
-    return s;
-}
-
 // Reads the guest console until the VMM closes it, sampling CPU at every phase marker.
 Result<EngineRun> drive(Child& vmm, const Sampler& sample, pid_t server_pid, const EngineConfig& cfg,
                         const std::string& label, Clock::time_point start) {
     EngineRun run;
-    const auto deadline = start + std::chrono::seconds(cfg.timeout_s);
     std::map<std::string, PhaseCpu> begun;
-    std::deque<std::string> recent;  // for error messages
-    bool done = false;
-    std::string failure;
-    while (auto line = vmm.next_line(deadline)) {
-        if (cfg.verbose) std::fprintf(stderr, "[%s] %s\n", label.c_str(), line->c_str());
-        recent.push_back(*line);
-        if (recent.size() > 30) recent.pop_front();
-        auto at = line->find("fsbench ");
-        if (at == std::string::npos) continue;
-        std::string msg = line->substr(at + 8);
-        auto word_after = [&](size_t n) { return msg.substr(n, msg.find(' ', n) - n); };
-        if (msg.rfind("begin ", 0) == 0 || msg.rfind("end ", 0) == 0) {
-            bool begin = msg[0] == 'b';
-            std::string phase = word_after(begin ? 6 : 4);
-            auto s = sample();
-            if (!s.ok()) return make_error(s.error().code, label + ": sampling CPU time: " + s.error().message);
-            if (cfg.verbose)
-                std::fprintf(stderr, "[%s] host: server CPU %.3f s, vCPUs %.3f s, server fds %zu\n", label.c_str(),
-                             s->server_s, s->vcpu_s, fd_count(server_pid));
-            if (begin)
-                begun[phase] = *s;
-            else if (auto it = begun.find(phase); it != begun.end())
-                run.cpu[phase] = minus(*s, it->second);
-        } else if (msg.rfind("result ", 0) == 0) {
-            std::string phase = word_after(7);
-            parse_pairs(msg.substr(7 + phase.size()), run.results[phase]);
-        } else if (msg.rfind("info ", 0) == 0) {
-            // "cmdline=" and "root_mount=" take the rest of the line; other lines hold K=V pairs.
-            std::string rest = msg.substr(5);
-            for (size_t pos = 0; pos < rest.size();) {
-                size_t eq = rest.find('=', pos);
-                if (eq == std::string::npos) break;
-                std::string key = rest.substr(pos, eq - pos);
-                bool whole = key == "cmdline" || key == "root_mount";
-                size_t end = whole ? rest.size() : std::min(rest.find(' ', eq), rest.size());
-                run.info[key] = rest.substr(eq + 1, end - eq - 1);
-                pos = end + 1;
-            }
-        } else if (msg == "done") {
-            done = true;
-        } else if (msg.rfind("failed: ", 0) == 0) {
-            failure = msg.substr(8);
-        }
-    }
-    if (!vmm.stdout_eof()) {
-        vmm.kill_and_wait();
-        return make_error(ETIMEDOUT, label + ": no end after " + std::to_string(cfg.timeout_s) +
-                                         " s (raise --timeout); last console lines:\n" + join_lines(recent));
-    }
-    auto status = vmm.wait_until(Clock::now() + std::chrono::seconds(30));
-    if (!status) status = vmm.kill_and_wait();
+    ConsoleReader reader{"fsbench", {"cmdline", "root_mount"}, label, cfg.timeout_s, cfg.verbose,
+                         [&](bool begin, const std::string& phase) -> Result<void> {
+                             auto s = sample();
+                             if (!s.ok())
+                                 return make_error(s.error().code, label + ": sampling CPU time: " + s.error().message);
+                             if (cfg.verbose)
+                                 std::fprintf(stderr, "[%s] host: server CPU %.3f s, vCPUs %.3f s, server fds %zu\n",
+                                              label.c_str(), s->server_s, s->vcpu_s, fd_count(server_pid));
+                             if (begin)
+                                 begun[phase] = *s;
+                             else if (auto it = begun.find(phase); it != begun.end())
+                                 run.cpu[phase] = minus(*s, it->second);
+                             return ok_result();
+                         }};
+    auto rep = read_console(vmm, start, reader);
+    if (!rep.ok()) return rep.error();
+    run.results = std::move(rep->results);
+    run.info = std::move(rep->info);
     run.wall_s = std::chrono::duration<double>(Clock::now() - start).count();
-    if (!failure.empty()) return make_error(EIO, label + ": the guest workload failed: " + failure);
-    if (!done || *status != 0)
-        return make_error(EIO, label + " ended with status " + std::to_string(*status) +
-                                   (done ? "" : " before the workload finished") + "; last console lines:\n" +
-                                   join_lines(recent) + "stderr:\n" + vmm.stderr_tail());
+    if (auto end = check_run_end(*rep, vmm, label, "workload", true); !end.ok()) return end.error();
     return run;
 }
 

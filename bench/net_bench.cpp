@@ -6,7 +6,6 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <climits>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -17,6 +16,7 @@
 #include <vector>
 
 #include "child_process.h"
+#include "compare_table.h"
 #include "fs_workload.h"
 #include "net_bench.h"
 #include "net_engines.h"
@@ -29,7 +29,7 @@ constexpr double kMiB = 1048576.0;
 
 struct Metric {
     std::string label;
-    std::function<std::optional<double>(const NetEngineRun&)> get;
+    MetricGetter<NetEngineRun> get;
 };
 
 std::optional<double> result(const NetEngineRun& r, const std::string& phase, const char* key) {
@@ -75,76 +75,21 @@ std::vector<Metric> metrics(const NetOptions& o) {
     return m;
 }
 
-std::optional<double> median(std::vector<double> v) {
-    if (v.empty()) return std::nullopt;
-    std::sort(v.begin(), v.end());
-    size_t n = v.size();
-    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
-
-std::string fmt(std::optional<double> v) {
-    if (!v) return "-";
-    char b[32];
-    double a = std::fabs(*v);
-    std::snprintf(b, sizeof b, a >= 1000 ? "%.0f" : a >= 10 ? "%.1f" : "%.2f", *v);
-    return b;
-}
-
-struct Engine {
-    std::string name;
-    std::function<Result<NetEngineRun>(const NetEngineConfig&)> run;
-    std::vector<NetEngineRun> runs;
-};
-
-std::optional<double> median_of(const Engine* e, const Metric& m) {
-    if (e == nullptr) return std::nullopt;
-    std::vector<double> v;
-    for (const auto& r : e->runs)
-        if (auto x = m.get(r)) v.push_back(*x);
-    return median(v);
-}
-
-// The median of the per-round ratios: the two runs of a round share the machine's load.
-std::optional<double> paired_ratio(const Engine* k, const Engine* q, const Metric& m) {
-    if (k == nullptr || q == nullptr) return std::nullopt;
-    std::vector<double> ratios;
-    for (size_t i = 0; i < std::min(k->runs.size(), q->runs.size()); ++i) {
-        auto a = m.get(k->runs[i]);
-        auto b = m.get(q->runs[i]);
-        if (a && b && *b != 0) ratios.push_back(*a / *b);
-    }
-    return median(ratios);
-}
+using Engine = BenchEngine<NetEngineConfig, NetEngineRun>;
 
 void print_table(const NetOptions& o, const std::vector<Engine>& engines) {
-    const Engine* k = nullptr;
-    const Engine* q = nullptr;
-    for (const auto& e : engines) (e.name == "krunlet" ? k : q) = &e;
-    std::printf("\n%-40s | %12s | %12s | %7s\n", "metric", "krunlet", "qemu", "ratio");
-    std::printf("%s\n", std::string(40 + 3 + 12 + 3 + 12 + 3 + 7, '-').c_str());
-    for (const auto& m : metrics(o)) {
-        std::string ratio = "-";
-        if (auto r = paired_ratio(k, q, m)) {
-            char b[32];
-            std::snprintf(b, sizeof b, "%.2fx", *r);
-            ratio = b;
-        }
-        std::printf("%-40s | %12s | %12s | %7s\n", m.label.c_str(), fmt(median_of(k, m)).c_str(),
-                    fmt(median_of(q, m)).c_str(), ratio.c_str());
-    }
+    const auto pair = run_pair(engines);
+    print_compare_rows(TableLayout{40, 12, "krunlet", "qemu"}, metrics(o), pair);
     std::printf("ratio = krunlet / qemu, the median of the per-round ratios; MiB/s and connections/s: higher is "
                 "better, us: lower is better.\n");
     std::printf("host CPU = the VMM's threads other than its vCPUs (krunlet: its event loop serves vsock and slirp; "
                 "qemu: its main loop, which runs slirp)\n  plus, for qemu, the vhost-%s kernel threads of "
                 "vhost-vsock. The host server process is not counted (the same code for both).\n",
                 "<pid>");
-    if (k != nullptr && q != nullptr && k->runs.size() > 1) {
+    if (pair.several_rounds()) {
         std::printf("\nper round, krunlet / qemu (ABBA order):\n");
         for (const auto& m : metrics(o)) {
-            std::printf("  %-38s", m.label.c_str());
-            for (size_t i = 0; i < std::min(k->runs.size(), q->runs.size()); ++i)
-                std::printf("  %s / %s", fmt(m.get(k->runs[i])).c_str(), fmt(m.get(q->runs[i])).c_str());
-            std::printf("\n");
+            print_round_row(38, m.label, m.get, *pair.krunlet, *pair.other);
         }
     }
     std::printf("\nCPU seconds inside each timed window (median), VMM other threads / vhost / vCPU threads:\n");
@@ -159,11 +104,9 @@ void print_table(const NetOptions& o, const std::vector<Engine>& engines) {
                     b.push_back(it->second.vhost_s);
                     c.push_back(it->second.vcpu_s);
                 }
-            std::printf(" %s %s/%s/%s", p, fmt(median(a)).c_str(), fmt(median(b)).c_str(), fmt(median(c)).c_str());
+            std::printf(" %s %s/%s/%s", p, fmt_value(median(a)).c_str(), fmt_value(median(b)).c_str(), fmt_value(median(c)).c_str());
         }
-        std::vector<double> wall;
-        for (const auto& r : e.runs) wall.push_back(r.wall_s);
-        std::printf("  (whole VM run %s s)\n", fmt(median(wall)).c_str());
+        print_wall_median(e.runs);
     }
     std::printf("\n%s\n", net_qemu_settings_summary().c_str());
     for (const auto& e : engines) {
@@ -209,11 +152,6 @@ Result<void> install_guest(const std::string& from, const std::string& dir, cons
     return ok_result();
 }
 
-bool is_file(const std::string& p) {
-    struct stat st{};
-    return ::stat(p.c_str(), &st) == 0 && S_ISREG(st.st_mode);
-}
-
 // ROOTFS/krunlet-netbench holds the guest program for krunlet; a temp directory holds the
 // server's unix socket and QEMU's initramfs. Both go away at the end (unless --keep).
 struct Scratch {
@@ -236,12 +174,7 @@ CLI::App* add_net_command(CLI::App& app, NetOptions& o, const std::string& bin_d
     c->add_option("rootfs", o.rootfs, "krunlet's guest root directory (an empty directory is enough); the guest "
                                       "program goes into ROOTFS/krunlet-netbench")
         ->required();
-    c->add_option("--engines", o.engines, "comma-separated: krunlet, qemu")->capture_default_str();
-    c->add_option("--rounds", o.rounds, "runs per engine, in ABBA order; the table shows medians")
-        ->check(CLI::Range(1, 100))->capture_default_str();
-    c->add_option("--cpus", o.cpus, "guest vCPUs (both engines)")->check(CLI::Range(1, 16))->capture_default_str();
-    c->add_option("--memory", o.memory_mib, "guest RAM in MiB (both engines)")
-        ->check(CLI::Range(128, 65536))->capture_default_str();
+    add_vm_engine_options(c, o);
     c->add_option("--mib", o.mib, "MiB per throughput phase")->check(CLI::Range(1, 65536))->capture_default_str();
     c->add_option("--rr-count", o.rr_count, "round trips per latency phase")
         ->check(CLI::Range(1, 10000000))->capture_default_str();
@@ -252,10 +185,7 @@ CLI::App* add_net_command(CLI::App& app, NetOptions& o, const std::string& bin_d
         ->check(CLI::Range(0, 10000))->capture_default_str();
     c->add_option("--vsock-port", o.vsock_port, "vsock port the guest connects to")
         ->check(CLI::Range(1024, 65535))->capture_default_str();
-    c->add_option("--timeout", o.timeout_s, "seconds per VM run")->check(CLI::Range(10, 86400))->capture_default_str();
-    c->add_flag("--keep", o.keep, "keep ROOTFS/krunlet-netbench afterwards");
-    c->add_flag("-v,--verbose", o.verbose, "copy the guest consoles to stderr");
-    c->add_option("--krunlet", o.krunlet, "the krunlet CLI")->capture_default_str();
+    add_vm_run_options(c, o, "ROOTFS/krunlet-netbench");
     c->add_option("--guest", o.guest, "the static guest program (krunlet-vsockstress)")->capture_default_str();
     c->add_option("--kernel", o.kernel, "guest vmlinux for QEMU (krunlet uses its own, next to libkrun)")
         ->capture_default_str();
@@ -267,41 +197,22 @@ int run_net(const NetOptions& opts) {
     NetOptions o = opts;
     std::vector<Engine> engines;
     bool want_qemu = false;
-    for (size_t pos = 0; pos <= o.engines.size();) {
-        size_t end = o.engines.find(',', pos);
-        if (end == std::string::npos) end = o.engines.size();
-        std::string e = o.engines.substr(pos, end - pos);
+    for (const std::string& e : split_engines(o.engines)) {
         if (e == "krunlet")
-            engines.push_back({e, run_net_krunlet, {}});
+            engines.push_back({e, e, run_net_krunlet, {}});
         else if (e == "qemu") {
-            engines.push_back({e, run_net_qemu, {}});
+            engines.push_back({e, e, run_net_qemu, {}});
             want_qemu = true;
         } else
             return fail("--engines: unknown engine \"" + e + "\" (krunlet, qemu)");
-        pos = end + 1;
     }
-    if (::access("/sys/module/kvm_pvm", F_OK) == 0)
-        return fail("this machine's /dev/kvm is kvm_pvm, which cannot run a Linux guest (DESIGN.md §6): run inside "
-                    "the KVM test host, tests/kvm-host/run.sh build/bin/krunlet-bench net ...");
-    if (::access("/dev/kvm", R_OK | W_OK) != 0) return fail("/dev/kvm is missing or not accessible");
-    if (!is_file(o.guest)) return fail("guest program " + o.guest + " not found: build the krunlet-vsockstress target");
-    char real[PATH_MAX];
-    if (::realpath(o.rootfs.c_str(), real) == nullptr) return fail("ROOTFS " + o.rootfs + " does not exist");
-    o.rootfs = real;
-    for (const auto& e : engines) {
-        if (e.name == "krunlet" && ::access(o.krunlet.c_str(), X_OK) != 0)
-            return fail("krunlet CLI " + o.krunlet + " not found (--krunlet)");
-    }
-    if (want_qemu) {
-        if (!is_file(o.kernel)) return fail("guest kernel " + o.kernel + " not found (--kernel)");
-        std::string qemu = find_program(o.qemu);
-        if (qemu.empty()) return fail(o.qemu + " not found: apt-get install qemu-system-x86, or pass --qemu");
-        o.qemu = qemu;
-        if (::access("/dev/vhost-vsock", R_OK | W_OK) != 0)
-            return fail("/dev/vhost-vsock is missing: QEMU's vsock needs the vhost_vsock module (the KVM test host "
-                        "loads it; tests/kvm-host/prepare.sh), or run with --engines krunlet");
-        if (::realpath(o.kernel.c_str(), real) != nullptr) o.kernel = real;
-    }
+    if (auto why = kvm_unusable("build/bin/krunlet-bench net ...")) return fail(*why);
+    bool want_krunlet = false;
+    for (const auto& e : engines) want_krunlet |= e.name == "krunlet";
+    if (auto why = resolve_vm_paths(o, want_krunlet, want_qemu, "krunlet-vsockstress")) return fail(*why);
+    if (want_qemu && ::access("/dev/vhost-vsock", R_OK | W_OK) != 0)
+        return fail("/dev/vhost-vsock is missing: QEMU's vsock needs the vhost_vsock module (the KVM test host "
+                    "loads it; tests/kvm-host/prepare.sh), or run with --engines krunlet");
 
     Scratch scratch;
     scratch.keep = o.keep;
@@ -334,11 +245,7 @@ int run_net(const NetOptions& opts) {
                       "--conn-count", num(o.conn_count), "--settle-ms", num(o.settle_ms)};
 
     for (int round = 1; round <= o.rounds; ++round) {
-        // ABBA order: the load of this shared machine drifts.
-        std::vector<Engine*> order;
-        for (auto& e : engines) order.push_back(&e);
-        if (round % 2 == 0) std::reverse(order.begin(), order.end());
-        for (Engine* e : order) {
+        for (Engine* e : abba_order(engines, round)) {
             std::fprintf(stderr, "krunlet-bench net: round %d/%d: %s...\n", round, o.rounds, e->name.c_str());
             auto run = e->run(cfg);
             auto errors = (*server)->take_errors();

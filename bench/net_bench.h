@@ -7,27 +7,17 @@
 #include <cstdint>
 #include <string>
 
+#include "vm_bench_options.h"
+
 namespace krunlet::bench {
 
-struct NetOptions {
-    std::string rootfs;
-    std::string engines = "krunlet,qemu";
-    int rounds = 1;
-    int cpus = 1;
-    int memory_mib = 512;
+struct NetOptions : VmBenchOptions {
     uint64_t mib = 64;
     uint64_t rr_count = 2000;
     uint64_t rr_size = 1;
     uint64_t conn_count = 200;
     uint64_t settle_ms = 200;
     uint32_t vsock_port = 5201;
-    int timeout_s = 1200;
-    bool keep = false;
-    bool verbose = false;
-    std::string krunlet;  // defaults next to krunlet-bench
-    std::string guest;
-    std::string kernel;
-    std::string qemu = "qemu-system-x86_64";
 };
 
 CLI::App* add_net_command(CLI::App& app, NetOptions& o, const std::string& bin_dir);

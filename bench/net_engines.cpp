@@ -13,6 +13,7 @@
 #include <iterator>
 
 #include "child_process.h"
+#include "engine_common.h"
 #include "proc_cpu.h"
 
 namespace krunlet::bench {
@@ -22,22 +23,6 @@ using Sampler = std::function<Result<NetPhaseCpu>()>;
 
 NetPhaseCpu minus(const NetPhaseCpu& a, const NetPhaseCpu& b) {
     return {a.vmm_other_s - b.vmm_other_s, a.vhost_s - b.vhost_s, a.vcpu_s - b.vcpu_s};
-}
-
-// "K=V K=V ..." into a map; values that are not numbers are skipped.
-void parse_pairs(const std::string& s, std::map<std::string, double>& out) {
-    size_t pos = 0;
-    while (pos < s.size()) {
-        size_t end = s.find(' ', pos);
-        if (end == std::string::npos) end = s.size();
-        std::string kv = s.substr(pos, end - pos);
-        if (auto eq = kv.find('='); eq != std::string::npos && eq > 0) {
-            char* stop = nullptr;
-            double v = std::strtod(kv.c_str() + eq + 1, &stop);
-            if (stop != kv.c_str() + eq + 1 && *stop == '\0') out[kv.substr(0, eq)] = v;
-        }
-        pos = end + 1;
-    }
 }
 
 // CPU seconds of each thread of `pid`, keyed "name/tid" (for --verbose).
@@ -58,86 +43,42 @@ std::map<std::string, double> thread_table(pid_t pid) {
     return t;
 }
 
-std::string join_lines(const std::deque<std::string>& lines) {
-    std::string s;
-    for (const auto& l : lines) s += "  | " + l + "\n";
-    return s;
-}
-
 // Reads the guest console until the VMM closes it, sampling CPU at every phase marker
 // (the guest pauses --settle-ms after each, so the threads are idle when sampled).
 Result<NetEngineRun> drive(Child& vmm, const Sampler& sample, const NetEngineConfig& cfg, const std::string& label,
                            Clock::time_point start) {
     NetEngineRun run;
     std::map<std::string, double> threads_at_begin;
-    const auto deadline = start + std::chrono::seconds(cfg.timeout_s);
     std::map<std::string, NetPhaseCpu> begun;
-    std::deque<std::string> recent;
-    bool done = false;
-    std::string failure;
-    while (auto line = vmm.next_line(deadline)) {
-        if (cfg.verbose) std::fprintf(stderr, "[%s] %s\n", label.c_str(), line->c_str());
-        recent.push_back(*line);
-        if (recent.size() > 30) recent.pop_front();
-        auto at = line->find("netbench ");
-        if (at == std::string::npos) continue;
-        std::string msg = line->substr(at + 9);
-        auto word_after = [&](size_t n) { return msg.substr(n, msg.find(' ', n) - n); };
-        if (msg.rfind("begin ", 0) == 0 || msg.rfind("end ", 0) == 0) {
-            bool begin = msg[0] == 'b';
-            std::string phase = word_after(begin ? 6 : 4);
-            auto s = sample();
-            if (!s.ok()) return make_error(s.error().code, label + ": sampling CPU time: " + s.error().message);
-            if (begin)
-                begun[phase] = *s;
-            else if (auto it = begun.find(phase); it != begun.end())
-                run.cpu[phase] = minus(*s, it->second);
-            if (cfg.verbose && begin) threads_at_begin = thread_table(vmm.pid());
-            if (cfg.verbose && !begin) {
-                std::string line;
-                for (const auto& [name, secs] : thread_table(vmm.pid())) {
-                    auto b = threads_at_begin.find(name);
-                    double d = secs - (b == threads_at_begin.end() ? 0 : b->second);
-                    if (d >= 0.0005) line += " " + name + "=" + std::to_string(d).substr(0, 6);
-                }
-                std::fprintf(stderr, "[%s] host CPU s by thread in %s:%s\n", label.c_str(), phase.c_str(), line.c_str());
-            }
-        } else if (msg.rfind("result ", 0) == 0) {
-            std::string phase = word_after(7);
-            parse_pairs(msg.substr(7 + phase.size()), run.results[phase]);
-        } else if (msg.rfind("info ", 0) == 0) {
-            std::string rest = msg.substr(5);
-            if (rest.rfind("cmdline=", 0) == 0) {
-                run.info["cmdline"] = rest.substr(8);
-                continue;
-            }
-            for (size_t pos = 0; pos < rest.size();) {
-                size_t eq = rest.find('=', pos);
-                if (eq == std::string::npos) break;
-                size_t end = std::min(rest.find(' ', eq), rest.size());
-                run.info[rest.substr(pos, eq - pos)] = rest.substr(eq + 1, end - eq - 1);
-                pos = end + 1;
-            }
-        } else if (msg == "done") {
-            done = true;
-        } else if (msg.rfind("failed: ", 0) == 0) {
-            failure = msg.substr(8);
-        }
-    }
-    if (!vmm.stdout_eof()) {
-        vmm.kill_and_wait();
-        return make_error(ETIMEDOUT, label + ": no end after " + std::to_string(cfg.timeout_s) +
-                                         " s (raise --timeout); last console lines:\n" + join_lines(recent));
-    }
-    auto status = vmm.wait_until(Clock::now() + std::chrono::seconds(30));
-    if (!status) status = vmm.kill_and_wait();
+    ConsoleReader reader{"netbench", {"cmdline"}, label, cfg.timeout_s, cfg.verbose,
+                         [&](bool begin, const std::string& phase) -> Result<void> {
+                             auto s = sample();
+                             if (!s.ok())
+                                 return make_error(s.error().code, label + ": sampling CPU time: " + s.error().message);
+                             if (begin)
+                                 begun[phase] = *s;
+                             else if (auto it = begun.find(phase); it != begun.end())
+                                 run.cpu[phase] = minus(*s, it->second);
+                             if (cfg.verbose && begin) threads_at_begin = thread_table(vmm.pid());
+                             if (cfg.verbose && !begin) {
+                                 std::string line;
+                                 for (const auto& [name, secs] : thread_table(vmm.pid())) {
+                                     auto b = threads_at_begin.find(name);
+                                     double d = secs - (b == threads_at_begin.end() ? 0 : b->second);
+                                     if (d >= 0.0005) line += " " + name + "=" + std::to_string(d).substr(0, 6);
+                                 }
+                                 std::fprintf(stderr, "[%s] host CPU s by thread in %s:%s\n", label.c_str(),
+                                              phase.c_str(), line.c_str());
+                             }
+                             return ok_result();
+                         }};
+    auto rep = read_console(vmm, start, reader);
+    if (!rep.ok()) return rep.error();
+    run.results = std::move(rep->results);
+    run.info = std::move(rep->info);
     run.wall_s = std::chrono::duration<double>(Clock::now() - start).count();
-    if (!failure.empty()) return make_error(EIO, label + ": the guest benchmark failed: " + failure);
     // QEMU ends through a guest reboot (reboot=t + -no-reboot), krunlet with the workload's status.
-    if (!done || (label == "krunlet" && *status != 0))
-        return make_error(EIO, label + " ended with status " + std::to_string(*status) +
-                                   (done ? "" : " before the benchmark finished") + "; last console lines:\n" +
-                                   join_lines(recent) + "stderr:\n" + vmm.stderr_tail());
+    if (auto end = check_run_end(*rep, vmm, label, "benchmark", label == "krunlet"); !end.ok()) return end.error();
     return run;
 }
 

@@ -28,6 +28,7 @@
 #include "devices/vsock.h"
 #include "devices/vsock_unix.h"
 #include "net_bench.h"
+#include "buffer_slots.h"
 #include "net_host_common.h"
 #include "virtq_driver.h"
 
@@ -53,16 +54,8 @@ public:
     Guest(VirtqDriver& d, BenchLoop& loop) : d_(d), loop_(loop) {}
 
     Result<void> setup() {
-        for (size_t i = 0; i < kRxSlots; ++i) {
-            auto g = d_.alloc(64 + kRxData);
-            if (!g.ok()) return g.error();
-            rx_.push_back({*g, 0, false});
-        }
-        for (size_t i = 0; i < kTxSlots; ++i) {
-            auto g = d_.alloc(64 + kTxData);
-            if (!g.ok()) return g.error();
-            tx_.push_back({*g, 0, false});
-        }
+        if (auto r = rx_.allocate(d_, kRxSlots, 64 + kRxData); !r.ok()) return r.error();
+        if (auto r = tx_.allocate(d_, kTxSlots, 64 + kTxData); !r.ok()) return r.error();
         fill_rx();
         return ok_result();
     }
@@ -88,7 +81,7 @@ public:
         uint32_t in_flight = c_.tx_cnt - c_.peer_fwd_cnt;
         return in_flight >= c_.peer_buf_alloc ? 0 : c_.peer_buf_alloc - in_flight;
     }
-    bool can_send() const { return free_tx() > 0 && d_.free_descriptors(VsockDevice::kTxQueue) >= 2; }
+    bool can_send() const { return tx_.has_free() && d_.free_descriptors(VsockDevice::kTxQueue) >= 2; }
 
     // Queues one packet (call flush() to kick); `len` bytes of payload for RW.
     void send(uint16_t op, uint32_t len, uint32_t flags = 0) {
@@ -100,8 +93,7 @@ public:
                 reap_tx();
             }
         }
-        size_t slot = free_tx();
-        Slot& s = tx_[slot - 1];
+        BufferSlot& s = *tx_.free_slot();
         VsockHeader h{};
         h.src_cid = kGuestCid;
         h.dst_cid = vs::kHostCid;
@@ -117,9 +109,7 @@ public:
         std::memcpy(d_.host(s.gpa, vs::kHeaderSize), &h, vs::kHeaderSize);
         std::vector<Segment> segs{{s.gpa, uint32_t(vs::kHeaderSize), false}};
         if (len > 0) segs.push_back({s.gpa + 64, len, false});
-        auto head = d_.post(VsockDevice::kTxQueue, segs);
-        s.head = *head;
-        s.busy = true;
+        BufferSlots::posted(s, *d_.post(VsockDevice::kTxQueue, segs));
         if (op == vs::kOpRw) c_.tx_cnt += len;
         tx_posted_ = true;
     }
@@ -132,9 +122,7 @@ public:
     void reap_tx() {
         used_.clear();
         d_.take_used(VsockDevice::kTxQueue, used_);
-        for (auto& u : used_)
-            for (auto& s : tx_)
-                if (s.busy && s.head == u.head) s.busy = false;
+        for (auto& u : used_) tx_.complete(u.head);
     }
 
     void poll() {
@@ -142,11 +130,9 @@ public:
         used_.clear();
         d_.take_used(VsockDevice::kRxQueue, used_);
         for (auto& u : used_) {
-            for (auto& s : rx_) {
-                if (!s.busy || s.head != u.head) continue;
-                s.busy = false;
+            if (BufferSlot* s = rx_.complete(u.head)) {
                 VsockHeader h{};
-                std::memcpy(&h, d_.host(s.gpa, vs::kHeaderSize), vs::kHeaderSize);
+                std::memcpy(&h, d_.host(s->gpa, vs::kHeaderSize), vs::kHeaderSize);
                 handle(h);
             }
         }
@@ -163,11 +149,6 @@ public:
     double cpu_s = 0;
 
 private:
-    struct Slot {
-        uint64_t gpa;
-        uint16_t head;
-        bool busy;
-    };
     struct Conn {
         uint32_t src_port = 0;
         bool connected = false, closed = false, peer_shutdown = false;
@@ -176,20 +157,14 @@ private:
         uint64_t received = 0;
     };
 
-    size_t free_tx() const {
-        for (size_t i = 0; i < tx_.size(); ++i)
-            if (!tx_[i].busy) return i + 1;
-        return 0;
-    }
     void fill_rx() {
         bool posted = false;
-        for (auto& s : rx_) {
+        for (auto& s : rx_.all()) {
             if (s.busy) continue;
             auto head = d_.post(VsockDevice::kRxQueue,
                                 {{s.gpa, uint32_t(vs::kHeaderSize), true}, {s.gpa + 64, kRxData, true}});
             if (!head) break;
-            s.head = *head;
-            s.busy = true;
+            BufferSlots::posted(s, *head);
             posted = true;
         }
         if (posted) d_.kick(VsockDevice::kRxQueue);
@@ -213,22 +188,12 @@ private:
 
     VirtqDriver& d_;
     BenchLoop& loop_;
-    std::vector<Slot> rx_, tx_;
+    BufferSlots rx_, tx_;
     std::vector<UsedElem> used_;
     bool tx_posted_ = false;
     Conn c_;
 };
 
-// Runs the device until `until` holds (or 60 s pass); false on the timeout.
-bool pump(Guest& g, const std::function<bool()>& until) {
-    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
-    while (!until()) {
-        if (std::chrono::steady_clock::now() > deadline) return false;
-        g.run_device(5);
-        g.poll();
-    }
-    return true;
-}
 
 uint32_t next_port = 50000;
 

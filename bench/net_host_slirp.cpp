@@ -25,6 +25,7 @@
 
 #include "devices/net.h"
 #include "net/slirp_backend.h"
+#include "buffer_slots.h"
 #include "net_host_common.h"
 #include "virtq_driver.h"
 
@@ -64,16 +65,8 @@ public:
     TcpGuest(VirtqDriver& d, BenchLoop& loop) : d_(d), loop_(loop) {}
 
     Result<void> setup() {
-        for (size_t i = 0; i < kRxSlots; ++i) {
-            auto g = d_.alloc(kRxBuf);
-            if (!g.ok()) return g.error();
-            rx_.push_back({*g, 0, false});
-        }
-        for (size_t i = 0; i < kTxSlots; ++i) {
-            auto g = d_.alloc(kNetHdr + 1600);
-            if (!g.ok()) return g.error();
-            tx_.push_back({*g, 0, false});
-        }
+        if (auto r = rx_.allocate(d_, kRxSlots, kRxBuf); !r.ok()) return r.error();
+        if (auto r = tx_.allocate(d_, kTxSlots, kNetHdr + 1600); !r.ok()) return r.error();
         fill_rx();
         return ok_result();
     }
@@ -117,7 +110,7 @@ public:
         uint32_t in_flight = c_.snd_nxt - c_.snd_una;
         return in_flight >= c_.snd_wnd ? 0 : c_.snd_wnd - in_flight;
     }
-    bool can_send() const { return free_tx() != 0 && d_.free_descriptors(NetDevice::kTxQueue) >= 1; }
+    bool can_send() const { return tx_.has_free() && d_.free_descriptors(NetDevice::kTxQueue) >= 1; }
 
     void send_data(uint32_t n) {
         static const uint8_t zeros[kMss] = {};
@@ -133,17 +126,12 @@ public:
     void poll() {
         used_.clear();
         d_.take_used(NetDevice::kTxQueue, used_);
-        for (auto& u : used_)
-            for (auto& s : tx_)
-                if (s.busy && s.head == u.head) s.busy = false;
+        for (auto& u : used_) tx_.complete(u.head);
         used_.clear();
         d_.take_used(NetDevice::kRxQueue, used_);
         for (auto& u : used_)
-            for (auto& s : rx_) {
-                if (!s.busy || s.head != u.head) continue;
-                s.busy = false;
-                if (u.len > kNetHdr) frame(d_.host(s.gpa + kNetHdr, u.len - kNetHdr), u.len - kNetHdr);
-            }
+            if (BufferSlot* s = rx_.complete(u.head))
+                if (u.len > kNetHdr) frame(d_.host(s->gpa + kNetHdr, u.len - kNetHdr), u.len - kNetHdr);
         fill_rx();
         flush();
     }
@@ -151,11 +139,6 @@ public:
     double cpu_s = 0;
 
 private:
-    struct Slot {
-        uint64_t gpa;
-        uint16_t head;
-        bool busy;
-    };
     struct Conn {
         uint16_t sport = 0, dport = 0;
         uint32_t iss = 0, snd_una = 0, snd_nxt = 0, snd_wnd = 0;
@@ -164,19 +147,13 @@ private:
         uint64_t received = 0;
     };
 
-    size_t free_tx() const {
-        for (size_t i = 0; i < tx_.size(); ++i)
-            if (!tx_[i].busy) return i + 1;
-        return 0;
-    }
     void fill_rx() {
         bool posted = false;
-        for (auto& s : rx_) {
+        for (auto& s : rx_.all()) {
             if (s.busy) continue;
             auto head = d_.post(NetDevice::kRxQueue, {{s.gpa, kRxBuf, true}});
             if (!head) break;
-            s.head = *head;
-            s.busy = true;
+            BufferSlots::posted(s, *head);
             posted = true;
         }
         if (posted) d_.kick(NetDevice::kRxQueue);
@@ -187,11 +164,10 @@ private:
             run_device(1);
             poll();
         }
-        Slot& s = tx_[free_tx() - 1];
+        BufferSlot& s = *tx_.free_slot();
         std::memset(d_.host(s.gpa, kNetHdr), 0, kNetHdr);
         std::memcpy(d_.host(s.gpa + kNetHdr, n), f, n);
-        s.head = *d_.post(NetDevice::kTxQueue, {{s.gpa, uint32_t(kNetHdr + n), false}});
-        s.busy = true;
+        BufferSlots::posted(s, *d_.post(NetDevice::kTxQueue, {{s.gpa, uint32_t(kNetHdr + n), false}}));
         posted_ = true;
     }
     // One IPv4/TCP segment to the peer (checksums complete: no offload negotiated).
@@ -291,7 +267,7 @@ private:
 
     VirtqDriver& d_;
     BenchLoop& loop_;
-    std::vector<Slot> rx_, tx_;
+    BufferSlots rx_, tx_;
     std::vector<UsedElem> used_;
     bool posted_ = false;
     uint8_t gw_mac_[6] = {};
@@ -301,15 +277,6 @@ private:
     Conn c_;
 };
 
-bool pump(TcpGuest& g, const std::function<bool()>& until) {
-    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
-    while (!until()) {
-        if (std::chrono::steady_clock::now() > deadline) return false;
-        g.run_device(5);
-        g.poll();
-    }
-    return true;
-}
 
 bool connect(TcpGuest& g, uint16_t port) {
     g.open(port);

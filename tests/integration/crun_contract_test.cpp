@@ -34,6 +34,7 @@
 #include <cstring>
 #include <string>
 
+#include "libkrun_dl.h"
 #include "vm_runner.h"
 
 using krunlet::test::ScratchRootfs;
@@ -90,56 +91,27 @@ void enter_container(const std::string& rootfs) {
     ::dup2(err_fd, 2);
     ::unsetenv("KRUNLET_KERNEL");
     // crun's libkrun_load: dlopen on the host, before any namespace.
-    std::string lib = std::string(KRUNLET_BUILD_DIR) + "/lib/libkrun.so.1";
-    void* h = ::dlopen(lib.c_str(), RTLD_NOW);
-    if (h == nullptr) {
-        std::fprintf(stderr, "test: dlopen %s: %s\n", lib.c_str(), ::dlerror());
-        ::_exit(200);
-    }
-    auto sym = [&](const char* name) {
-        void* p = ::dlsym(h, name);
-        if (p == nullptr) {
-            std::fprintf(stderr, "test: libkrun.so.1 lacks %s\n", name);
-            ::_exit(201);
-        }
-        return p;
-    };
-    auto set_log_level = reinterpret_cast<int32_t (*)(uint32_t)>(sym("krun_set_log_level"));
-    auto create_ctx = reinterpret_cast<int32_t (*)()>(sym("krun_create_ctx"));
-    auto set_vm_config = reinterpret_cast<int32_t (*)(uint32_t, uint8_t, uint32_t)>(sym("krun_set_vm_config"));
-    auto set_root = reinterpret_cast<int32_t (*)(uint32_t, const char*)>(sym("krun_set_root"));
-    auto add_virtiofs2 =
-        reinterpret_cast<int32_t (*)(uint32_t, const char*, const char*, uint64_t)>(sym("krun_add_virtiofs2"));
-    auto set_workdir = reinterpret_cast<int32_t (*)(uint32_t, const char*)>(sym("krun_set_workdir"));
-    auto set_exec = reinterpret_cast<int32_t (*)(uint32_t, const char*, const char* const*, const char* const*)>(
-        sym("krun_set_exec"));
-    auto start_enter = reinterpret_cast<int32_t (*)(uint32_t)>(sym("krun_start_enter"));
-    auto check = [](int32_t rc, const char* what) {
-        if (rc < 0) {
-            std::fprintf(stderr, "test: %s: %s\n", what, std::strerror(-rc));
-            ::_exit(202);
-        }
-        return uint32_t(rc);
-    };
+    const krunlet::test::LibkrunDl k = krunlet::test::LibkrunDl::open_or_exit();
+    const auto check = krunlet::test::check_or_exit;
 
     uint32_t ctx = 0;
-    if (version == Crun::kNew) ctx = check(create_ctx(), "krun_create_ctx (on the host)");
+    if (version == Crun::kNew) ctx = check(k.create_ctx(), "krun_create_ctx (on the host)");
     ::syscall(SYS_close_range, 3, ~0u, 0);
     enter_container(rootfs);
-    check(set_log_level(1), "krun_set_log_level");
+    check(k.set_log_level(1), "krun_set_log_level");
     if (version == Crun::kNew) {
-        check(add_virtiofs2(ctx, "/dev/root", "/", uint64_t{512} << 20), "krun_add_virtiofs2");
-        check(set_vm_config(ctx, 1, 256), "krun_set_vm_config");
+        check(k.add_virtiofs2(ctx, "/dev/root", "/", uint64_t{512} << 20), "krun_add_virtiofs2");
+        check(k.set_vm_config(ctx, 1, 256), "krun_set_vm_config");
     } else {
-        ctx = check(create_ctx(), "krun_create_ctx (in the container)");
-        check(set_vm_config(ctx, 1, 256), "krun_set_vm_config");
-        check(set_root(ctx, "/"), "krun_set_root");
-        check(set_workdir(ctx, "/tmp"), "krun_set_workdir");
+        ctx = check(k.create_ctx(), "krun_create_ctx (in the container)");
+        check(k.set_vm_config(ctx, 1, 256), "krun_set_vm_config");
+        check(k.set_root(ctx, "/"), "krun_set_root");
+        check(k.set_workdir(ctx, "/tmp"), "krun_set_workdir");
         const char* argv[] = {"-c", "echo contract-old in $(pwd); exit 9", nullptr};
         const char* envp[] = {"PATH=/bin:/usr/bin", nullptr};
-        check(set_exec(ctx, "/bin/sh", argv, envp), "krun_set_exec");
+        check(k.set_exec(ctx, "/bin/sh", argv, envp), "krun_set_exec");
     }
-    int32_t rc = start_enter(ctx);
+    int32_t rc = k.start_enter(ctx);
     std::fprintf(stderr, "test: krun_start_enter returned %d (%s)\n", rc, std::strerror(-rc));
     ::_exit(203);
 }

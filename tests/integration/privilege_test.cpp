@@ -32,6 +32,7 @@
 #include <string>
 #include <vector>
 
+#include "libkrun_dl.h"
 #include "vm_runner.h"
 
 using krunlet::test::krunlet_run;
@@ -62,48 +63,19 @@ struct Outcome {
     ::dup2(err_fd, 2);
     ::syscall(SYS_close_range, 3, ~0u, 0);  // as crun does before the handler runs
     for (const auto& e : o.env) ::putenv(const_cast<char*>(e.c_str()));
-    std::string lib = std::string(KRUNLET_BUILD_DIR) + "/lib/libkrun.so.1";
-    void* h = ::dlopen(lib.c_str(), RTLD_NOW);
-    if (h == nullptr) {
-        std::fprintf(stderr, "test: dlopen %s: %s\n", lib.c_str(), ::dlerror());
-        ::_exit(200);
-    }
-    auto sym = [&](const char* name) {
-        void* p = ::dlsym(h, name);
-        if (p == nullptr) {
-            std::fprintf(stderr, "test: libkrun.so.1 lacks %s\n", name);
-            ::_exit(201);
-        }
-        return p;
-    };
-    auto set_log_level = reinterpret_cast<int32_t (*)(uint32_t)>(sym("krun_set_log_level"));
-    auto create_ctx = reinterpret_cast<int32_t (*)()>(sym("krun_create_ctx"));
-    auto set_vm_config = reinterpret_cast<int32_t (*)(uint32_t, uint8_t, uint32_t)>(sym("krun_set_vm_config"));
-    auto set_root = reinterpret_cast<int32_t (*)(uint32_t, const char*)>(sym("krun_set_root"));
-    auto set_exec = reinterpret_cast<int32_t (*)(uint32_t, const char*, const char* const*, const char* const*)>(
-        sym("krun_set_exec"));
-    auto set_net = reinterpret_cast<int32_t (*)(uint32_t, const char*)>(sym("krunlet_set_net"));
-    auto set_uid = reinterpret_cast<int32_t (*)(uint32_t, uid_t)>(sym("krun_setuid"));
-    auto set_gid = reinterpret_cast<int32_t (*)(uint32_t, gid_t)>(sym("krun_setgid"));
-    auto start_enter = reinterpret_cast<int32_t (*)(uint32_t)>(sym("krun_start_enter"));
-    auto check = [](int32_t rc, const char* what) {
-        if (rc < 0) {
-            std::fprintf(stderr, "test: %s: %s\n", what, std::strerror(-rc));
-            ::_exit(202);
-        }
-        return uint32_t(rc);
-    };
-    check(set_log_level(1), "krun_set_log_level");
-    uint32_t ctx = check(create_ctx(), "krun_create_ctx");
-    check(set_vm_config(ctx, 2, 256), "krun_set_vm_config");
-    check(set_root(ctx, o.rootfs.c_str()), "krun_set_root");
-    check(set_net(ctx, "none"), "krunlet_set_net");
-    if (o.uid) check(set_uid(ctx, *o.uid), "krun_setuid");
-    if (o.gid) check(set_gid(ctx, *o.gid), "krun_setgid");
+    const krunlet::test::LibkrunDl k = krunlet::test::LibkrunDl::open_or_exit();
+    const auto check = krunlet::test::check_or_exit;
+    check(k.set_log_level(1), "krun_set_log_level");
+    uint32_t ctx = check(k.create_ctx(), "krun_create_ctx");
+    check(k.set_vm_config(ctx, 2, 256), "krun_set_vm_config");
+    check(k.set_root(ctx, o.rootfs.c_str()), "krun_set_root");
+    check(k.set_net(ctx, "none"), "krunlet_set_net");
+    if (o.uid) check(k.setuid(ctx, *o.uid), "krun_setuid");
+    if (o.gid) check(k.setgid(ctx, *o.gid), "krun_setgid");
     const char* argv[] = {"-c", o.script.c_str(), nullptr};
     const char* envp[] = {"PATH=/bin:/usr/bin", nullptr};
-    check(set_exec(ctx, "/bin/sh", argv, envp), "krun_set_exec");
-    int32_t rc = start_enter(ctx);
+    check(k.set_exec(ctx, "/bin/sh", argv, envp), "krun_set_exec");
+    int32_t rc = k.start_enter(ctx);
     std::fprintf(stderr, "test: krun_start_enter returned %d (%s)\n", rc, std::strerror(-rc));
     ::_exit(203);
 }
