@@ -1,16 +1,12 @@
 #include "exec_guard.h"
 
-#include <fcntl.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
 #include <cerrno>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <vector>
 
-#include "base/fd.h"
 #include "bundle_rewrite.h"
+#include "subprocess.h"
 
 namespace krunlet::oci {
 namespace {
@@ -21,36 +17,9 @@ std::string runtime_state(const std::string& runtime, const OciArgs& a) {
     for (size_t i = 1; i < a.subcommand_index && i < a.forward.size(); ++i) argv.push_back(a.forward[i]);
     argv.push_back("state");
     argv.push_back(a.container_id);
-    std::vector<char*> cargv;
-    for (auto& s : argv) cargv.push_back(s.data());
-    cargv.push_back(nullptr);
-
-    int p[2];
-    if (::pipe2(p, O_CLOEXEC) != 0) return {};
-    UniqueFd rd(p[0]), wr(p[1]);
-    pid_t pid = ::fork();
-    if (pid < 0) return {};
-    if (pid == 0) {
-        ::dup2(wr.get(), 1);
-        int null = ::open("/dev/null", O_WRONLY | O_CLOEXEC);
-        if (null >= 0) ::dup2(null, 2);
-        ::execv(runtime.c_str(), cargv.data());
-        ::_exit(127);
-    }
-    wr.reset();
-    std::string out;
-    char buf[4096];
-    for (;;) {
-        ssize_t n = ::read(rd.get(), buf, sizeof buf);
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) break;
-        if (out.size() < (1u << 20)) out.append(buf, static_cast<size_t>(n));
-    }
-    int status = 0;
-    while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-    }
-    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) return {};
-    return out;
+    auto r = run_capture(argv);
+    if (!r || !r->succeeded()) return {};
+    return r->out;
 }
 
 }  // namespace

@@ -15,6 +15,7 @@
 #include <system_error>
 
 #include "base/fd.h"
+#include "subprocess.h"
 
 namespace krunlet::oci {
 namespace fs = std::filesystem;
@@ -112,35 +113,14 @@ Result<std::string> elf_interpreter(const std::string& path) {
 
 Result<std::vector<std::pair<std::string, std::string>>> list_dependencies(const std::string& interp,
                                                                            const std::string& file) {
-    int p[2];
-    if (::pipe2(p, O_CLOEXEC) != 0) return errno_error("pipe");
-    UniqueFd rd(p[0]), wr(p[1]);
-    pid_t pid = ::fork();
-    if (pid < 0) return errno_error("fork");
-    if (pid == 0) {
-        ::dup2(wr.get(), 1);
-        // The loader must resolve as it would for krun itself, not under a
-        // caller's LD_LIBRARY_PATH pointing at some other libkrun.
-        const char* argv[] = {interp.c_str(), "--list", file.c_str(), nullptr};
-        const char* envp[] = {nullptr};
-        ::execve(interp.c_str(), const_cast<char* const*>(argv), const_cast<char* const*>(envp));
-        ::_exit(127);
-    }
-    wr.reset();
-    std::string out;
-    char buf[4096];
-    for (;;) {
-        ssize_t n = ::read(rd.get(), buf, sizeof buf);
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) break;
-        out.append(buf, static_cast<size_t>(n));
-    }
-    int status = 0;
-    while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-    }
-    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-        return make_error(EIO, interp + " --list " + file + " failed (status " + std::to_string(status) +
+    // A clean environment: the loader must resolve as it would for krun itself, not under a
+    // caller's LD_LIBRARY_PATH pointing at some other libkrun.
+    auto r = run_capture({interp, "--list", file}, /*clean_env=*/true, size_t{16} << 20);
+    if (!r) return r.error();
+    if (!r->succeeded())
+        return make_error(EIO, interp + " --list " + file + " failed (status " + std::to_string(r->status) +
                                    "): is it a dynamically linked ELF file for this host?");
+    const std::string& out = r->out;
     std::vector<std::pair<std::string, std::string>> deps;
     size_t pos = 0;
     while (pos < out.size()) {

@@ -1,4 +1,5 @@
 #include "runtime_select.h"
+#include "subprocess.h"
 
 #include <fcntl.h>
 #include <linux/magic.h>
@@ -66,23 +67,8 @@ bool cgroup_is_hybrid(const std::string& cgroup_root) {
 }
 
 bool version_runs(const std::string& path) {
-    pid_t pid = ::fork();
-    if (pid < 0) return false;
-    if (pid == 0) {
-        int null = ::open("/dev/null", O_RDWR | O_CLOEXEC);
-        if (null >= 0) {
-            ::dup2(null, 0);
-            ::dup2(null, 1);
-            ::dup2(null, 2);
-        }
-        const char* argv[] = {path.c_str(), "--version", nullptr};
-        ::execv(path.c_str(), const_cast<char* const*>(argv));
-        ::_exit(127);
-    }
-    int status = 0;
-    while (::waitpid(pid, &status, 0) < 0)
-        if (errno != EINTR) return false;
-    return WIFEXITED(status) && WEXITSTATUS(status) == 0;
+    auto r = run_capture({path, "--version"});
+    return r && r->succeeded();
 }
 
 bool crun_usable(const std::string& crun_path) {
