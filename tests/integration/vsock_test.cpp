@@ -121,7 +121,9 @@ struct MemSample {
     uint64_t vm_rss_kib = 0;
     uint64_t guest_ram_rss_kib = 0;
     int guest_ram_maps = 0;
-    uint64_t own_kib() const { return vm_rss_kib - guest_ram_rss_kib; }
+    // smaps and status are read one after the other while the guest runs, so the guest RAM
+    // figure can exceed VmRSS by what changed in between: saturate, never wrap.
+    uint64_t own_kib() const { return vm_rss_kib > guest_ram_rss_kib ? vm_rss_kib - guest_ram_rss_kib : 0; }
 };
 
 bool sample_memory(pid_t pid, uint64_t guest_ram_kib, MemSample& s) {
