@@ -12,7 +12,7 @@ demo=1
 packages=(build-essential cmake ninja-build pkg-config clang lld
           libseccomp-dev libfuse3-dev nlohmann-json3-dev libcli11-dev doctest-dev libslirp-dev
           libclang-rt-14-dev busybox-static qemu-system-x86 linux-source-6.1 bc flex bison libelf-dev libssl-dev cpio xz-utils kmod
-          passt)
+          passt podman runc conmon slirp4netns)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

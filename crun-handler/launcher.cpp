@@ -32,6 +32,10 @@ struct Options {
     unsigned log_level = 1;
     std::optional<unsigned> cpus;
     std::optional<uint32_t> ram_mib;
+    // From /.krun_vm.json: a kernel inside the container (an ELF vmlinux, the
+    // format krun_set_kernel takes) and its extra command line.
+    std::string kernel_path;
+    std::string kernel_cmdline;
 };
 
 [[noreturn]] void die(const std::string& msg) {
@@ -82,6 +86,14 @@ void read_vm_json(Options& o) {
             die("/.krun_vm.json: ram_mib must be a positive number of MiB");
         if (ram->get<uint64_t>() > 128) o.ram_mib = static_cast<uint32_t>(ram->get<uint64_t>());
     }
+    for (auto [key, out] : {std::pair{"kernel_path", &o.kernel_path}, std::pair{"kernel_cmdline", &o.kernel_cmdline}}) {
+        auto it = j.find(key);
+        if (it == j.end()) continue;
+        if (!it->is_string()) die(std::string("/.krun_vm.json: ") + key + " must be a string");
+        *out = it->get<std::string>();
+    }
+    if (o.kernel_path.empty() && !o.kernel_cmdline.empty())
+        die("/.krun_vm.json: kernel_cmdline needs kernel_path (the built-in kernel keeps krunlet's command line)");
 }
 
 template <class F>
@@ -122,6 +134,14 @@ int main(int argc, char** argv) {
         check(set_vm_config(id, static_cast<uint8_t>(o.cpus.value_or(kDefaultVcpus)),
                             o.ram_mib.value_or(kDefaultRamMib)),
               "krun_set_vm_config");
+    if (!o.kernel_path.empty()) {
+        // Looked up only when used: a library without it still boots every other container.
+        auto set_kernel = symbol<int32_t (*)(uint32_t, const char*, uint32_t, const char*, const char*)>(
+            lib, "krun_set_kernel");
+        check(set_kernel(id, o.kernel_path.c_str(), /*KRUN_KERNEL_FORMAT_ELF*/ 1, nullptr,
+                         o.kernel_cmdline.empty() ? nullptr : o.kernel_cmdline.c_str()),
+              "krun_set_kernel (kernel_path in /.krun_vm.json)");
+    }
     // On success this never returns: the process exits with the workload's code.
     int32_t rc = start_enter(id);
     die(std::string("the microVM did not start: ") + std::strerror(rc < 0 ? -rc : EIO) +

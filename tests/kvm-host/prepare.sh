@@ -36,6 +36,9 @@ modules_kvm=(irqbypass kvm ccp kvm-amd)
 # vhost-vsock, so that QEMU inside can have a vhost-vsock-device (krunlet-bench net compares
 # krunlet's user-space vsock with it). Loaded last; if they fail, only that comparison is lost.
 modules_vsock=(vsock vmw_vsock_virtio_transport_common vhost_iotlb vhost vhost_vsock)
+# tun, so that podman's slirp4netns network can run inside (tests/integration/podman_e2e.sh).
+# Optional like the vsock group.
+modules_vsock+=(tun)
 all_modules=("${modules_9p[@]}" "${modules_kvm[@]}" "${modules_vsock[@]}")
 
 # --- tools ------------------------------------------------------------------

@@ -42,7 +42,7 @@ make_bundle() {
 {
   "ociVersion": "1.0.2",
   "process": {"terminal": false, "user": {"uid": 0, "gid": 0},
-              "args": ["sh", "-c", "echo hello from the workload; exit 3"],
+              "args": ["sh", "-c", "echo hello from the workload; grep -o krunlet_e2e=1 /proc/cmdline; exit 3"],
               "env": ["PATH=/bin"], "cwd": "/",
               "capabilities": {"bounding": ["CAP_KILL"], "effective": ["CAP_KILL"], "permitted": ["CAP_KILL"]},
               "noNewPrivileges": true},
@@ -80,6 +80,14 @@ echo "ok: plain bundle: exit $got and stdout '$(cat "$T/plain.out")', as with ru
 # 2. A krun bundle.
 make_bundle "$T/vm" '{"run.oci.handler": "krun", "krun.cpus": "1", "krun.ram_mib": "256"}'
 cp "$T/vm/config.json" "$T/vm.orig"
+# .krun_vm.json names a kernel inside the container and an extra command-line
+# word, which the launcher passes to krun_set_kernel.
+vmlinux=$(dirname "$KRUN")/../lib/krunlet/vmlinux
+if [ -f "$vmlinux" ]; then
+    mkdir -p "$T/vm/rootfs/boot"
+    cp "$vmlinux" "$T/vm/rootfs/boot/vmlinux"
+    echo '{"kernel_path": "/boot/vmlinux", "kernel_cmdline": "krunlet_e2e=1"}' > "$T/vm/rootfs/.krun_vm.json"
+fi
 timeout 100 "$KRUN" --runtime-path "$RUNC" --root "$STATE" run $NOPIVOT --bundle "$T/vm" "e2e-vm-$$" \
     > "$T/vm.out" 2> "$T/vm.err" < /dev/null
 got=$?
@@ -95,6 +103,10 @@ if [ -e /sys/module/kvm_pvm ]; then
 else
     [ "$got" = 3 ] || { cat "$T/vm.err"; fail "the microVM exited $got, not the workload's 3"; }
     grep -q 'hello from the workload' "$T/vm.out" || fail "no workload output from the microVM"
+    if [ -f "$vmlinux" ]; then
+        grep -q 'krunlet_e2e=1' "$T/vm.out" || fail ".krun_vm.json's kernel_cmdline is not in the guest's /proc/cmdline"
+        echo "ok: .krun_vm.json kernel_path and kernel_cmdline reached the guest"
+    fi
     echo "ok: krun bundle: the microVM ran the workload (exit 3)"
 fi
 
