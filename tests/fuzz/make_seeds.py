@@ -247,7 +247,26 @@ def control_decoder():
           b'rel' + strings(['bogus']) + u8(0xff) + u8(1) + frame('{"type":"exit","code":-1}'))
 
 
+# ---- fuzz_passt (fuzz_passt.cpp: ops 0 write, 1 room, 2 run, 3 send, 4 read) ------------------
+def passt():
+    t = 'fuzz_passt'
+    def be32(v): return struct.pack('>I', v)
+    def eth(n, b=0x45): return bytes([0xff] * 6 + [0x52, 0x54, 0, 0x12, 0x34, 0x56, 8, 0]) + bytes([b]) * (n - 14)
+    def framed(f): return be32(len(f)) + f
+    def write_op(data): return u8(0) + u16(len(data)) + data
+    stream = framed(eth(60)) + framed(eth(1514)) + framed(b'short') + framed(eth(14))
+    write(t, 'frames_in_one_write', write_op(stream) + u8(2))
+    # The same stream split mid-length and mid-frame, with the sink full in between.
+    write(t, 'split_no_room', u8(1) + write_op(stream[:3]) + u8(2) + write_op(stream[3:70]) + u8(2) +
+          u8(1) + write_op(stream[70:]) + u8(2))
+    write(t, 'bad_length', write_op(framed(eth(60)) + be32(0) + b'rest') + u8(2) + u8(3) + u16(60))
+    write(t, 'too_long', write_op(be32(65551) + eth(100)))
+    write(t, 'sends_and_reads', u8(3) + u16(60) + u8(3) + u16(9000) + u8(3) + u16(5) + u8(2) + u8(4) +
+          u8(3) + u16(65550) + u8(2) + u8(4))
+
+
 if __name__ == '__main__':
+    passt()
     virtqueue()
     mmio()
     fuse()

@@ -24,7 +24,7 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
 BUILD=${KRUNLET_FUZZ_BUILD:-$REPO/build-fuzz}
 JOBS=${KRUNLET_FUZZ_JOBS:-2}
-ALL_TARGETS="fuzz_virtqueue fuzz_mmio fuzz_fuse fuzz_vsock fuzz_init_config fuzz_control_decoder"
+ALL_TARGETS="fuzz_virtqueue fuzz_mmio fuzz_fuse fuzz_vsock fuzz_init_config fuzz_control_decoder fuzz_passt"
 TARGETS=${KRUNLET_FUZZ_TARGETS:-$ALL_TARGETS}
 
 if ! [[ $SECONDS_PER_TARGET =~ ^[0-9]+$ ]]; then
