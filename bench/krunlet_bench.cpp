@@ -9,6 +9,8 @@
 //                                            against QEMU vhost-vsock + -netdev user (net_bench.cpp)
 //   krunlet-bench net-host [options]         host CPU per MiB of the vsock device and its unix
 //                                            bridge, with a scripted guest (net_host_bench.cpp)
+//   krunlet-bench load [options]             VM starts/s and per-cycle fd/thread/RSS drift with a
+//                                            minimal guest, also on kvm_pvm (load_bench.cpp)
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -16,6 +18,7 @@
 
 #include "boot_bench.h"
 #include "fs_bench.h"
+#include "load_bench.h"
 #include "net_bench.h"
 
 namespace {
@@ -52,6 +55,8 @@ int main(int argc, char** argv) {
     auto* n = krunlet::bench::add_net_command(app, net, bin);
     krunlet::bench::NetHostOptions net_host;
     auto* nh = krunlet::bench::add_net_host_command(app, net_host);
+    krunlet::bench::LoadOptions load;
+    auto* l = krunlet::bench::add_load_command(app, load);
 
     CLI11_PARSE(app, argc, argv);
     if (b->parsed()) return krunlet::bench::run_boot(runs, rootfs, krunlet);
@@ -59,5 +64,6 @@ int main(int argc, char** argv) {
     if (h->parsed()) return krunlet::bench::run_fs_host(host);
     if (n->parsed()) return krunlet::bench::run_net(net);
     if (nh->parsed()) return krunlet::bench::run_net_host(net_host);
+    if (l->parsed()) return krunlet::bench::run_load(load);
     return 2;
 }

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "arch/x86/layout.h"
+#include "../../elf_image.h"
 
 using namespace krunlet;
 using namespace krunlet::x86;
@@ -25,18 +26,7 @@ struct ElfBuilder {
     std::vector<Elf64_Phdr> ph;
     std::vector<std::vector<uint8_t>> contents;  // file bytes per program header
 
-    ElfBuilder() {
-        std::memcpy(eh.e_ident, ELFMAG, SELFMAG);
-        eh.e_ident[EI_CLASS] = ELFCLASS64;
-        eh.e_ident[EI_DATA] = ELFDATA2LSB;
-        eh.e_ident[EI_VERSION] = EV_CURRENT;
-        eh.e_type = ET_EXEC;
-        eh.e_machine = EM_X86_64;
-        eh.e_version = EV_CURRENT;
-        eh.e_ehsize = sizeof(Elf64_Ehdr);
-        eh.e_phentsize = sizeof(Elf64_Phdr);
-        eh.e_phoff = sizeof(Elf64_Ehdr);
-    }
+    ElfBuilder() : eh(test::x86_64_exec_header()) {}
     void load(uint64_t paddr, std::vector<uint8_t> bytes, uint64_t memsz) {
         Elf64_Phdr p{};
         p.p_type = PT_LOAD;
