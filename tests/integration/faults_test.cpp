@@ -54,10 +54,7 @@ long last_number(const std::string& out, const std::string& prefix) {
 
 // A field of /proc/PID/status in KiB ("VmHWM", "VmRSS"), or -1 once the process is gone.
 long proc_status_kib(pid_t pid, const std::string& field) {
-    std::ifstream f("/proc/" + std::to_string(pid) + "/status");
-    for (std::string line; std::getline(f, line);)
-        if (line.rfind(field + ":", 0) == 0) return std::atol(line.c_str() + field.size() + 1);
-    return -1;
+    return krunlet::test::proc_field_kib("/proc/" + std::to_string(pid) + "/status", field);
 }
 
 // Host processes whose command line holds `marker` (none should outlive the VMM).

@@ -23,6 +23,7 @@
 #include "vm_runner.h"
 
 using krunlet::test::krunlet_run;
+using krunlet::test::proc_field_kib;
 using krunlet::test::RunResult;
 using krunlet::test::ScratchRootfs;
 
@@ -33,15 +34,6 @@ constexpr int kGuestMib = 128;
 // Per VM. 20 guests share the test host's one emulated vCPU, and a CI run may share the
 // machine, so this is a watchdog against a hang, far above the expected minutes.
 constexpr int kWatchdogS = 1200;
-
-// A field of a /proc file in KiB ("MemAvailable" of /proc/meminfo, "VmRSS" of
-// /proc/PID/status), or -1 when it is missing (the process is gone).
-long proc_kib(const std::string& file, const std::string& field) {
-    std::ifstream f(file);
-    for (std::string line; std::getline(f, line);)
-        if (line.rfind(field + ":", 0) == 0) return std::atol(line.c_str() + field.size() + 1);
-    return -1;
-}
 
 std::string read_text(const std::string& path) {
     std::ifstream f(path, std::ios::binary);
@@ -62,7 +54,7 @@ struct Peaks {
 };
 
 void sample(Peaks& p) {
-    long avail = proc_kib("/proc/meminfo", "MemAvailable");
+    long avail = proc_field_kib("/proc/meminfo", "MemAvailable");
     if (avail >= 0) p.used_kib = std::max(p.used_kib.load(), p.mem_total_kib - avail);
     long rss = 0;
     int alive = 0;
@@ -70,7 +62,7 @@ void sample(Peaks& p) {
     for (const auto& e : std::filesystem::directory_iterator("/proc", ec)) {
         const std::string dir = e.path().string();
         if (read_text(dir + "/comm") != "krunlet\n") continue;
-        if (long k = proc_kib(dir + "/status", "VmRSS"); k >= 0) {
+        if (long k = proc_field_kib(dir + "/status", "VmRSS"); k >= 0) {
             rss += k;
             ++alive;
         }
@@ -101,8 +93,8 @@ TEST_CASE("load: 20 microVMs of 128 MiB start at once; each writes its own file 
     auto exit_code = [](int i) { return 10 + i; };
 
     Peaks peaks;
-    peaks.mem_total_kib = proc_kib("/proc/meminfo", "MemTotal");
-    peaks.used_before_kib = peaks.mem_total_kib - proc_kib("/proc/meminfo", "MemAvailable");
+    peaks.mem_total_kib = proc_field_kib("/proc/meminfo", "MemTotal");
+    peaks.used_before_kib = peaks.mem_total_kib - proc_field_kib("/proc/meminfo", "MemAvailable");
     peaks.used_kib = peaks.used_before_kib;
 
     std::vector<RunResult> results(kVms);

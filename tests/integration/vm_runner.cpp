@@ -115,4 +115,11 @@ std::string ScratchRootfs::read_file(const std::string& rel) const {
     return ss.str();
 }
 
+long proc_field_kib(const std::string& file, const std::string& field) {
+    std::ifstream f(file);
+    for (std::string line; std::getline(f, line);)
+        if (line.rfind(field + ":", 0) == 0) return std::atol(line.c_str() + field.size() + 1);
+    return -1;
+}
+
 }  // namespace krunlet::test

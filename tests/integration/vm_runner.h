@@ -25,6 +25,10 @@ using OutputHook = std::function<void(pid_t pid, const std::string& out)>;
 // `timeout_s` seconds.
 RunResult run_process(const std::vector<std::string>& argv, int timeout_s = 120, const OutputHook& hook = {});
 
+// A "Name:   N kB" field of a /proc file in KiB ("VmRSS" of /proc/PID/status,
+// "MemAvailable" of /proc/meminfo), or -1 when it is missing (the process is gone).
+long proc_field_kib(const std::string& file, const std::string& field);
+
 // Fork; the child calls `child(out_fd, err_fd)` (the write ends of its stdout and stderr
 // pipes), which must exec or _exit. The parent collects both, calls `hook` on stdout, and
 // kills the child after `timeout_s` seconds.
