@@ -30,6 +30,7 @@
 #include "devices/console.h"
 #include "devices/fs.h"
 #include "devices/net.h"
+#include "devices/balloon.h"
 #include "devices/rng.h"
 #include "devices/vsock.h"
 #include "devices/vsock_unix.h"
@@ -160,6 +161,7 @@ struct Vm::Impl {
     fs::FdBudget fd_budget;  // per-share fd caps, set before the shares are attached
     Result<void> attach_fs(const FsShare& share);
     Result<void> attach_rng();
+    Result<void> attach_balloon();
     Result<void> attach_vsock();
     Result<void> attach_net();
     // On the event loop under the vsock mutex: signals to the workload, in arrival order.
@@ -219,6 +221,12 @@ Result<void> Vm::Impl::attach_fs(const FsShare& share) {
 
 Result<void> Vm::Impl::attach_rng() {
     auto dev = devices::RngDevice::create();
+    if (!dev.ok()) return dev.error();
+    return attach(nullptr, std::unique_ptr<virtio::Device>(std::move(dev).value()));
+}
+
+Result<void> Vm::Impl::attach_balloon() {
+    auto dev = devices::BalloonDevice::create();
     if (!dev.ok()) return dev.error();
     return attach(nullptr, std::unique_ptr<virtio::Device>(std::move(dev).value()));
 }
@@ -368,6 +376,9 @@ Result<std::unique_ptr<Vm>> Vm::create(const VmConfig& config, uint64_t start_ns
     KRUNLET_CHECK(m.attach_vsock());
     KRUNLET_CHECK(m.attach_rng());
     if (config.net.enabled) KRUNLET_CHECK(m.attach_net());
+    // Last, so that the other devices keep their slots: free page reporting
+    // hands memory the guest freed back to the host (devices/balloon.h).
+    KRUNLET_CHECK(m.attach_balloon());
     if (!config.kernel_cmdline_extra.empty()) KRUNLET_CHECK(m.cmdline.append(config.kernel_cmdline_extra));
 
     // Boot structures: zero page + e820 + command line, MP table.
