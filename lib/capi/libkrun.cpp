@@ -533,6 +533,8 @@ int32_t krun_start_enter(uint32_t ctx_id) {
             log_error(vm.error().message);
             return -vm.error().code;
         }
+        // The kernel is in guest RAM now, and this process runs no other VM.
+        ctx->kernel->release_pages();
         // Everything that needs the caller's privileges is open; the guest has
         // not run yet, and no thread has a seccomp filter (which would refuse
         // set*id). The virtio-fs server notices the lost capabilities and

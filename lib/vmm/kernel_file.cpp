@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 
@@ -90,6 +91,19 @@ Result<KernelFile> KernelFile::embedded() {
     if (const char* why = vmlinux_problem(k.bytes_))
         return make_error(EINVAL, k.path_ + " cannot be booted: " + why + "; rebuild with a vmlinux");
     return k;
+}
+
+void KernelFile::release_pages() const {
+    const long page = ::sysconf(_SC_PAGESIZE);
+    if (bytes_.empty() || page <= 0) return;
+    // Whole pages inside the bytes only (the embedded blob is page-aligned in
+    // its library; a file mapping starts on a page).
+    const auto start = reinterpret_cast<uintptr_t>(bytes_.data());
+    const auto mask = uintptr_t(page) - 1;
+    const uintptr_t first = (start + mask) & ~mask;
+    const uintptr_t end = (start + bytes_.size()) & ~mask;
+    // Best effort: a refusal only leaves the pages counted.
+    if (end > first) ::madvise(reinterpret_cast<void*>(first), end - first, MADV_DONTNEED);
 }
 
 Result<KernelFile> KernelFile::open_default() {

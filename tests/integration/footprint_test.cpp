@@ -3,12 +3,32 @@
 // One boot; the VMM's VmRSS is read from the host at markers the guest prints.
 #include <doctest/doctest.h>
 
+#include <fstream>
+#include <sstream>
 #include <string>
 
 #include "vm_runner.h"
 
 using krunlet::test::krunlet_run;
 using krunlet::test::ScratchRootfs;
+
+namespace {
+// Resident KiB of process `pid` outside its mappings of at least `min_kib` (guest RAM is
+// the only mapping that large), from /proc/PID/smaps: the VMM's own footprint.
+long rss_outside_big_mappings_kib(pid_t pid, long min_kib) {
+    std::ifstream smaps("/proc/" + std::to_string(pid) + "/smaps");
+    std::string key;
+    long value = 0, total = 0;
+    bool big = false;
+    for (std::string line; std::getline(smaps, line);) {
+        std::istringstream in(line);
+        if (!(in >> key >> value)) continue;
+        if (key == "Size:") big = value >= min_kib;
+        if (key == "Rss:" && !big) total += value;
+    }
+    return total;
+}
+}  // namespace
 
 TEST_CASE("footprint: untouched guest RAM costs no host memory, and memory the guest frees is handed back") {
     ScratchRootfs fs;
@@ -20,13 +40,16 @@ TEST_CASE("footprint: untouched guest RAM costs no host memory, and memory the g
                                "m none /mnt && dd if=/dev/zero of=/mnt/fill bs=1M count=" + std::to_string(kFillMib) +
                                " 2>/dev/null && echo filled && sleep 2 && rm /mnt/fill && umount /mnt && "
                                "echo freed && sleep 10 && echo done";
-    long booted = -1, filled = -1, done = -1;
+    long booted = -1, filled = -1, done = -1, own = -1;
     auto rss = [](pid_t pid) {
         return krunlet::test::proc_field_kib("/proc/" + std::to_string(pid) + "/status", "VmRSS");
     };
     // Each marker's RSS is read once, the first time the marker shows (the guest then sleeps).
     auto hook = [&](pid_t pid, const std::string& out) {
-        if (booted < 0 && out.find("booted\n") != std::string::npos) booted = rss(pid);
+        if (booted < 0 && out.find("booted\n") != std::string::npos) {
+            booted = rss(pid);
+            own = rss_outside_big_mappings_kib(pid, kGuestMib * 1024);
+        }
         if (filled < 0 && out.find("filled\n") != std::string::npos) filled = rss(pid);
         if (done < 0 && out.find("done\n") != std::string::npos) done = rss(pid);
     };
@@ -39,11 +62,16 @@ TEST_CASE("footprint: untouched guest RAM costs no host memory, and memory the g
     REQUIRE(done > 0);
     // MAP_NORESERVE and no pre-faulting: a booted 1 GiB guest costs a small part of 1 GiB.
     CHECK(booted / 1024 < kGuestMib / 4);
+    // The VMM's own memory, guest RAM aside: its code, heap and thread stacks. The kernel
+    // image it copied into guest RAM is no longer counted (KernelFile::release_pages: 12 MiB).
+    CHECK(own > 0);
+    CHECK(own / 1024 < 10);
     // The fill is resident on the host ...
     CHECK(filled - booted > kFillMib * 1024 * 3 / 4);
     // ... and most of it is gone again once the guest freed it and reported the free pages.
     CHECK(filled - done > kFillMib * 1024 * 3 / 4);
-    MESSAGE("footprint: VMM VmRSS " << booted / 1024 << " MiB after boot (" << kGuestMib << " MiB guest), "
+    MESSAGE("footprint: VMM VmRSS " << booted / 1024 << " MiB after boot (" << kGuestMib << " MiB guest; "
+                                    << own << " KiB outside guest RAM), "
                                     << filled / 1024 << " MiB with " << kFillMib << " MiB filled, " << done / 1024
                                     << " MiB 10 s after it was freed");
 }
