@@ -520,6 +520,10 @@ int32_t krun_start_enter(uint32_t ctx_id) {
             ctx->kernel.emplace(std::move(k).value());
         }
         cfg.kernel = ctx->kernel->bytes();
+        // This call never returns on success, so nothing reads the kernel
+        // again: guest RAM takes its pages instead of a copy (both kinds of
+        // KernelFile are private read-only file mappings).
+        cfg.kernel_pages_movable = true;
         // krun_set_kernel's words go after krunlet_set_kernel_cmdline's (later words win).
         if (!ctx->set_kernel_cmdline.empty()) {
             if (!cfg.kernel_cmdline_extra.empty()) cfg.kernel_cmdline_extra += ' ';
@@ -533,7 +537,8 @@ int32_t krun_start_enter(uint32_t ctx_id) {
             log_error(vm.error().message);
             return -vm.error().code;
         }
-        // The kernel is in guest RAM now, and this process runs no other VM.
+        // The kernel is in guest RAM now, and this process runs no other VM:
+        // what was not moved need not stay in this VMM's page tables.
         ctx->kernel->release_pages();
         // Everything that needs the caller's privileges is open; the guest has
         // not run yet, and no thread has a seccomp filter (which would refuse

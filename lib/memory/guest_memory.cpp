@@ -3,6 +3,7 @@
 #include <sys/mman.h>
 
 #include <algorithm>
+#include <cstdint>
 
 namespace krunlet {
 
@@ -42,6 +43,29 @@ uint64_t GuestMemory::total_size() const {
     uint64_t n = 0;
     for (const auto& r : regions_) n += r.size;
     return n;
+}
+
+bool GuestMemory::adopt_pages(uint64_t gpa, const uint8_t* src, size_t len) const {
+    constexpr uint64_t kPage = 4096;
+    uint8_t* dst = translate(gpa, len);
+    const auto s = reinterpret_cast<uintptr_t>(src);
+    if (dst == nullptr || len == 0 || (s | reinterpret_cast<uintptr_t>(dst) | len) % kPage != 0) return false;
+    // The guest writes its .data and .bss, and patches its own text: make the
+    // pages writable first (a private mapping copies a page on its first write;
+    // the file is never touched), so that a refusal leaves nothing moved.
+    auto* from = const_cast<uint8_t*>(src);
+    if (::mprotect(from, len, PROT_READ | PROT_WRITE) != 0) return false;
+    // MREMAP_FIXED replaces the destination pages (never touched yet) in one
+    // step; KVM's MMU notifier sees the change like any other unmap.
+    if (::mremap(from, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, dst) == MAP_FAILED) {
+        ::mprotect(from, len, PROT_READ);
+        return false;
+    }
+    return true;
+}
+
+void GuestMemory::use_small_pages(uint64_t gpa, uint64_t len) const {
+    if (uint8_t* p = translate(gpa, len)) ::madvise(p, len, MADV_NOHUGEPAGE);  // advice: a refusal costs only time
 }
 
 uint8_t* GuestMemory::translate(uint64_t gpa, uint64_t len) const {

@@ -43,6 +43,21 @@ public:
     // else nullptr. Overflow-safe; len == 0 is valid at any in-region address.
     uint8_t* translate(uint64_t gpa, uint64_t len) const;
 
+    // Move the pages at [src, src + len) into guest RAM at gpa, instead of
+    // copying them: mremap() takes their mapping (a private file mapping keeps
+    // its page-cache pages, shared with every other process mapping the file,
+    // until the guest writes one) and the range becomes read-write. src is
+    // unmapped afterwards. Page-aligned src, gpa and len only, inside one RAM
+    // region and one source mapping; false (nothing changed) otherwise. src
+    // must be a MAP_PRIVATE mapping: in a shared one the guest's writes would
+    // reach the file.
+    bool adopt_pages(uint64_t gpa, const uint8_t* src, size_t len) const;
+
+    // Back [gpa, gpa + len) with 4 KiB pages rather than transparent huge
+    // pages (MADV_NOHUGEPAGE): for a range the VMM writes a few scattered
+    // pages of, where a first touch would otherwise clear 2 MiB.
+    void use_small_pages(uint64_t gpa, uint64_t len) const;
+
     bool read(uint64_t gpa, void* dst, size_t len) const;
     bool write(uint64_t gpa, const void* src, size_t len) const;
 

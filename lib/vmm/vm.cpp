@@ -337,6 +337,10 @@ Result<std::unique_ptr<Vm>> Vm::create(const VmConfig& config, uint64_t start_ns
     auto mem = GuestMemory::create(uint64_t(config.ram_mib) << 20, x86::kMmioHoleStart, x86::kMmioHoleEnd);
     if (!mem.ok()) return mem.error();
     m.mem.emplace(std::move(mem).value());
+    // The boot structures (zero page, command line, page tables, MP table) are
+    // a few pages below 1 MiB; as a huge page their first write would clear
+    // 2 MiB before the first KVM_RUN (about 0.6 ms of the 4 ms to it here).
+    m.mem->use_small_pages(0, x86::kHugePageSize);
     uint32_t slot = 0;
     for (const auto& r : m.mem->regions())
         KRUNLET_CHECK(m.vm->set_user_memory_region(slot++, r.gpa, r.size, r.host));
@@ -345,7 +349,9 @@ Result<std::unique_ptr<Vm>> Vm::create(const VmConfig& config, uint64_t start_ns
     KRUNLET_CHECK(m.vm->create_irqchip());
     KRUNLET_CHECK(m.vm->create_pit2());
 
-    auto kernel = x86::load_elf_kernel(config.kernel, *m.mem);
+    // Only checked here; loaded last (below), once nothing that can plausibly
+    // fail is left, because loading may consume the bytes (kMove).
+    auto kernel = x86::inspect_elf_kernel(config.kernel);
     if (!kernel.ok()) return kernel.error();
 
     auto loop = EventLoop::create();
@@ -385,6 +391,10 @@ Result<std::unique_ptr<Vm>> Vm::create(const VmConfig& config, uint64_t start_ns
     KRUNLET_CHECK(x86::write_boot_params(*m.mem, m.cmdline));
     if (auto mp = x86::mp::write_mptable(*m.mem, config.vcpus); !mp.ok()) return mp.error();
     KRUNLET_CHECK(x86::write_boot_tables(*m.mem));
+
+    auto loaded = x86::load_elf_kernel(config.kernel, *m.mem,
+                                       config.kernel_pages_movable ? x86::KernelPages::kMove : x86::KernelPages::kCopy);
+    if (!loaded.ok()) return loaded.error();
 
     auto supported = m.kvm->get_supported_cpuid();
     if (!supported.ok()) return supported.error();

@@ -99,6 +99,10 @@ struct VmConfig {
     uint32_t vcpus = 1;
     uint32_t ram_mib = 512;
     std::span<const uint8_t> kernel;   // ELF vmlinux, kept alive by the caller
+    // The kernel bytes are a private file mapping nobody reads again: its
+    // pages are moved into guest RAM instead of copied (x86::KernelPages::kMove;
+    // krun_start_enter sets it). The bytes have holes once Vm::create returns.
+    bool kernel_pages_movable = false;
     std::string kernel_cmdline_extra;  // appended to the built-in command line
     std::vector<FsShare> shares;       // shares[0] should be the root ("/dev/root")
     FsCacheSettings fs_cache;          // applies to every share

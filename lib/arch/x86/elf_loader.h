@@ -27,11 +27,24 @@ struct KernelImage {
     std::optional<uint32_t> pvh_entry;
 };
 
-// Checks the ELF header and program headers, copies each PT_LOAD segment to
+// How a segment's bytes reach guest RAM.
+enum class KernelPages {
+    kCopy,  // memcpy; the ELF bytes are left as they were
+    // The ELF bytes are a private file mapping that nothing will read again
+    // (krun_start_enter's kernel): every whole page of a segment is moved into
+    // guest RAM (GuestMemory::adopt_pages), so nothing is copied and the pages
+    // stay the file's page cache, shared by all VMMs, until the guest writes
+    // one. Pages that cannot move (alignment) are copied. The ELF bytes have
+    // holes afterwards.
+    kMove,
+};
+
+// Checks the ELF header and program headers, puts each PT_LOAD segment at
 // its physical address (p_paddr) and zeroes its bss tail (p_memsz > p_filesz).
 // Segments must lie inside one guest RAM region each, at or above 1 MiB (the
 // boot structures live below), and must not overlap one another.
-Result<KernelImage> load_elf_kernel(std::span<const uint8_t> elf, const GuestMemory& mem);
+Result<KernelImage> load_elf_kernel(std::span<const uint8_t> elf, const GuestMemory& mem,
+                                    KernelPages how = KernelPages::kCopy);
 
 // Only the header checks and the entry/PVH lookup, without copying.
 Result<KernelImage> inspect_elf_kernel(std::span<const uint8_t> elf);

@@ -46,6 +46,7 @@ constexpr uint64_t kKiB = 1024;
 constexpr uint64_t kMiB = 1024 * kKiB;
 constexpr uint64_t kGiB = 1024 * kMiB;
 constexpr uint64_t kPageSize = 4096;
+constexpr uint64_t kHugePageSize = 2 * kMiB;  // a transparent huge page (PMD level)
 
 // --- boot structures (below 1 MiB) ---
 constexpr uint64_t kGdtAddr = 0x500;

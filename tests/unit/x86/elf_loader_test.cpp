@@ -3,6 +3,10 @@
 #include <doctest/doctest.h>
 #include <elf.h>
 
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -25,6 +29,7 @@ struct ElfBuilder {
     Elf64_Ehdr eh{};
     std::vector<Elf64_Phdr> ph;
     std::vector<std::vector<uint8_t>> contents;  // file bytes per program header
+    uint64_t content_align = 1;                  // file offset alignment of each content
 
     ElfBuilder() : eh(test::x86_64_exec_header()) {}
     void load(uint64_t paddr, std::vector<uint8_t> bytes, uint64_t memsz) {
@@ -57,6 +62,7 @@ struct ElfBuilder {
         eh.e_phnum = static_cast<uint16_t>(ph.size());
         uint64_t off = sizeof(Elf64_Ehdr) + ph.size() * sizeof(Elf64_Phdr);
         for (size_t i = 0; i < ph.size(); ++i) {
+            off = (off + content_align - 1) / content_align * content_align;
             ph[i].p_offset = off;
             off += contents[i].size();
         }
@@ -66,7 +72,10 @@ struct ElfBuilder {
             const auto* b = reinterpret_cast<const uint8_t*>(&p);
             out.insert(out.end(), b, b + sizeof p);
         }
-        for (const auto& c : contents) out.insert(out.end(), c.begin(), c.end());
+        for (size_t i = 0; i < ph.size(); ++i) {
+            out.resize(ph[i].p_offset, 0xcc);  // padding the loader must never copy
+            out.insert(out.end(), contents[i].begin(), contents[i].end());
+        }
         return out;
     }
 };
@@ -117,6 +126,61 @@ TEST_CASE("ELF loader copies PT_LOAD segments and zeroes bss") {
     bool zero = true;
     for (size_t i = 0; i < 0x3000 - 32; ++i) zero &= bss[i] == 0;
     CHECK(zero);
+}
+
+TEST_CASE("ELF loader kMove: whole pages of a private file mapping move into guest RAM, the rest is copied") {
+    // Segment A: page-aligned in the file and in guest RAM, 3 pages + 100 bytes, then bss.
+    // Segment B: page-aligned in the file but not in guest RAM, so it cannot move.
+    ElfBuilder b;
+    b.content_align = kPageSize;
+    const size_t a_len = 3 * kPageSize + 100, b_len = 2 * kPageSize;
+    b.load(0x100000, pattern(a_len, 3), a_len + 0x2000);
+    b.load(0x300800, pattern(b_len, 9), b_len);
+    b.eh.e_entry = 0x100000;
+    auto elf = b.build();
+
+    char path[] = "/tmp/krunlet-elf-XXXXXX";
+    int fd = ::mkstemp(path);
+    REQUIRE(fd >= 0);
+    ::unlink(path);
+    REQUIRE(::write(fd, elf.data(), elf.size()) == ssize_t(elf.size()));
+    const size_t map_len = (elf.size() + kPageSize - 1) & ~(kPageSize - 1);
+    void* map = ::mmap(nullptr, map_len, PROT_READ, MAP_PRIVATE, fd, 0);
+    REQUIRE(map != MAP_FAILED);
+    const auto* file = static_cast<const uint8_t*>(map);
+    auto mapped = [&](uint64_t off, size_t len) {
+        std::vector<unsigned char> v((len + kPageSize - 1) / kPageSize);
+        return ::mincore(const_cast<uint8_t*>(file) + off, len, v.data()) == 0;
+    };
+
+    auto mem = make_ram();
+    auto img = load_elf_kernel({file, elf.size()}, mem, KernelPages::kMove);
+    REQUIRE_MESSAGE(img.ok(), (img.ok() ? "" : img.error().message));
+    const auto a = pattern(a_len, 3), bb = pattern(b_len, 9);
+    CHECK(std::memcmp(mem.translate(0x100000, a_len), a.data(), a_len) == 0);
+    CHECK(std::memcmp(mem.translate(0x300800, b_len), bb.data(), b_len) == 0);
+    // The tail after p_filesz is zero, not the file's padding that shares A's last page.
+    const uint8_t* bss = mem.translate(0x100000 + a_len, 0x2000);
+    CHECK(std::all_of(bss, bss + 0x2000, [](uint8_t x) { return x == 0; }));
+    // A's three whole pages left the file mapping; its partial page and B were copied.
+    const uint64_t a_off = b.ph[0].p_offset, b_off = b.ph[1].p_offset;
+    CHECK_FALSE(mapped(a_off, 3 * kPageSize));
+    CHECK(mapped(a_off + 3 * kPageSize, kPageSize));
+    CHECK(mapped(b_off, b_len));
+    // The moved pages are writable for the guest, and a write never reaches the file.
+    mem.translate(0x100000, 1)[0] = 0x5a;
+    uint8_t first = 0;
+    REQUIRE(::pread(fd, &first, 1, off_t(a_off)) == 1);
+    CHECK(first == a[0]);
+    ::munmap(map, map_len);
+    ::close(fd);
+
+    // kCopy (the default) leaves the bytes where they were.
+    std::vector<uint8_t> copy = elf;
+    auto mem2 = make_ram();
+    REQUIRE(load_elf_kernel(copy, mem2).ok());
+    CHECK(copy == elf);
+    CHECK(std::memcmp(mem2.translate(0x100000, a_len), a.data(), a_len) == 0);
 }
 
 TEST_CASE("ELF loader translates a virtual e_entry and finds the PVH note") {
