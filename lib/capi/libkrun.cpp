@@ -519,6 +519,11 @@ int32_t krun_start_enter(uint32_t ctx_id) {
             }
             ctx->kernel.emplace(std::move(k).value());
         }
+        if (!ctx->kernel->intact()) {
+            log_error("the guest kernel's pages went to a VM that failed to start in this process; "
+                      "krun_start_enter starts one VM per process: start a new process");
+            return -EINVAL;
+        }
         cfg.kernel = ctx->kernel->bytes();
         // This call never returns on success, so nothing reads the kernel
         // again: guest RAM takes its pages instead of a copy (both kinds of

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <vector>
 
 #include "krunlet_kernel.h"
 
@@ -104,6 +105,17 @@ void KernelFile::release_pages() const {
     const uintptr_t end = (start + bytes_.size()) & ~mask;
     // Best effort: a refusal only leaves the pages counted.
     if (end > first) ::madvise(reinterpret_cast<void*>(first), end - first, MADV_DONTNEED);
+}
+
+bool KernelFile::intact() const {
+    const long page = ::sysconf(_SC_PAGESIZE);
+    if (bytes_.empty() || page <= 0) return !bytes_.empty();
+    const auto mask = uintptr_t(page) - 1;
+    const uintptr_t first = reinterpret_cast<uintptr_t>(bytes_.data()) & ~mask;
+    const uintptr_t end = (reinterpret_cast<uintptr_t>(bytes_.data()) + bytes_.size() + mask) & ~mask;
+    // mincore fails with ENOMEM when any page of the range is unmapped.
+    std::vector<unsigned char> residency((end - first) / uintptr_t(page));
+    return ::mincore(reinterpret_cast<void*>(first), end - first, residency.data()) == 0;
 }
 
 Result<KernelFile> KernelFile::open_default() {

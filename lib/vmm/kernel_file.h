@@ -43,6 +43,10 @@ public:
     // stay in the page cache, shared, for the next VM; they just stop counting
     // in this VMM's RSS (about 12 MiB for the krunlet kernel).
     void release_pages() const;
+    // Whether every page of the bytes is still mapped: a VM that took the
+    // kernel's pages (VmConfig::kernel_pages_movable) and then failed to start
+    // leaves holes, and nothing may read the bytes after that.
+    bool intact() const;
 
 private:
     KernelFile() = default;

@@ -1,7 +1,10 @@
 // The guest kernel built into libkrunlet-kernel.so.1, and KernelFile's order:
 // $KRUNLET_KERNEL, then the blob, then a file next to the library.
 #include <doctest/doctest.h>
+#include <sys/mman.h>
 #include <unistd.h>
+
+#include <algorithm>
 
 #include <cerrno>
 #include <cstdint>
@@ -142,4 +145,22 @@ TEST_CASE("KernelFile::open refuses what cannot be a vmlinux, saying why") {
     CHECK(missing.error().code == ENOENT);
     CHECK(missing.error().message.find("./setup.sh") != std::string::npos);
     CHECK(krunlet::vmlinux_problem({}) != nullptr);
+}
+
+TEST_CASE("KernelFile: release_pages keeps the bytes readable; intact() sees pages taken by a VM") {
+    // A private file mapping, as the loader's kMove would find it.
+    auto k = KernelFile::open("/proc/self/exe");
+    REQUIRE_MESSAGE(k.ok(), k.error().message);
+    const std::vector<uint8_t> before(k->bytes().begin(), k->bytes().end());
+    CHECK(k->intact());
+    // Dropping the page-table entries of a read-only private file mapping loses nothing.
+    k->release_pages();
+    CHECK(std::equal(before.begin(), before.end(), k->bytes().begin()));
+    CHECK(k->intact());
+    // A page moved away (as GuestMemory::adopt_pages does) leaves a hole that intact() reports.
+    const long page = ::sysconf(_SC_PAGESIZE);
+    REQUIRE(k->bytes().size() > size_t(2 * page));
+    auto* second = const_cast<uint8_t*>(k->bytes().data()) + page;
+    REQUIRE(::munmap(second, size_t(page)) == 0);
+    CHECK_FALSE(k->intact());
 }
