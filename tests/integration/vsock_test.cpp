@@ -114,13 +114,13 @@ std::vector<std::string> lines_with(const std::string& out, const std::string& p
     return r;
 }
 
-// The VMM's memory: VmRSS, and how much of it is guest RAM. Guest RAM is anonymous memory
-// of the VMM (lib/memory/guest_memory.cpp), so VmRSS counts every page the guest touched;
-// the mapping of exactly the guest's RAM size is told apart in /proc/PID/smaps.
+// The VMM's memory: VmRSS, and how much of it is guest RAM (krunlet::test::guest_ram_usage:
+// guest RAM is anonymous memory of the VMM plus the kernel image's pages, so VmRSS counts
+// every page the guest touched).
 struct MemSample {
     uint64_t vm_rss_kib = 0;
     uint64_t guest_ram_rss_kib = 0;
-    int guest_ram_maps = 0;
+    bool guest_ram_found = false;
     // smaps and status are read one after the other while the guest runs, so the guest RAM
     // figure can exceed VmRSS by what changed in between: saturate, never wrap.
     uint64_t own_kib() const { return vm_rss_kib > guest_ram_rss_kib ? vm_rss_kib - guest_ram_rss_kib : 0; }
@@ -128,31 +128,11 @@ struct MemSample {
 
 bool sample_memory(pid_t pid, uint64_t guest_ram_kib, MemSample& s) {
     s = MemSample{};
-    std::ifstream smaps("/proc/" + std::to_string(pid) + "/smaps");
-    if (!smaps) return false;
-    bool in_guest_ram = false, anonymous = false;
-    for (std::string l; std::getline(smaps, l);) {
-        unsigned long long v = 0;
-        if (!l.empty() && std::isxdigit(static_cast<unsigned char>(l[0])) && l.find('-') != std::string::npos &&
-            l.find(':') != std::string::npos && l.find(" kB") == std::string::npos) {
-            // "start-end perms offset dev inode [path]": anonymous = inode 0 and no path.
-            std::istringstream in(l);
-            std::string range, perms, off, dev, inode, path;
-            in >> range >> perms >> off >> dev >> inode >> path;
-            anonymous = inode == "0" && path.empty();
-            in_guest_ram = false;
-        } else if (std::sscanf(l.c_str(), "Size: %llu kB", &v) == 1) {
-            in_guest_ram = anonymous && v == guest_ram_kib;
-            s.guest_ram_maps += in_guest_ram;
-        } else if (in_guest_ram && std::sscanf(l.c_str(), "Rss: %llu kB", &v) == 1) {
-            s.guest_ram_rss_kib += v;
-        }
-    }
-    std::ifstream status("/proc/" + std::to_string(pid) + "/status");
-    for (std::string l; std::getline(status, l);) {
-        unsigned long long v = 0;
-        if (std::sscanf(l.c_str(), "VmRSS: %llu kB", &v) == 1) s.vm_rss_kib = v;
-    }
+    const auto usage = krunlet::test::guest_ram_usage(pid, long(guest_ram_kib));
+    s.guest_ram_found = usage.found;
+    s.guest_ram_rss_kib = uint64_t(usage.guest_ram_kib);
+    const long rss = krunlet::test::proc_field_kib("/proc/" + std::to_string(pid) + "/status", "VmRSS");
+    s.vm_rss_kib = rss > 0 ? uint64_t(rss) : 0;
     return s.vm_rss_kib > 0;
 }
 
@@ -395,9 +375,9 @@ TEST_CASE("vsock: floods against readers that never read leave the VMM's memory 
             if (pid == 0) continue;
             MemSample s;
             if (!sample_memory(pid, ram_kib, s)) continue;
-            // Exactly one mapping of the guest's RAM size, or the VMM is still building the VM
-            // or already tearing it down (RAM unmapped): such a sample measures nothing.
-            if (s.guest_ram_maps != 1) {
+            // Guest RAM not found: the VMM is still building the VM or already tearing it
+            // down (RAM unmapped), and such a sample measures nothing.
+            if (!s.guest_ram_found) {
                 ++samples_without_ram;
                 continue;
             }
