@@ -437,7 +437,10 @@ Result<ImageConfig> parse_image_config(std::string_view text) {
             if (v == nullptr) continue;
             // Docker also allows a single string for both (shell form).
             if (v->is_string()) {
-                c.args.insert(c.args.end(), {"/bin/sh", "-c", v->get<std::string>()});
+                std::string command = v->get<std::string>();
+                // The same rule as for the array form: execve() would cut the word at the NUL.
+                if (command.find('\0') != std::string::npos) return bad(std::string(key) + " contains a NUL byte");
+                c.args.insert(c.args.end(), {"/bin/sh", "-c", std::move(command)});
                 continue;
             }
             auto r = as_args(*v, key);

@@ -123,6 +123,11 @@ TEST_CASE("Docker-style fields under \"config\", with null meaning unset") {
 TEST_CASE("Docker's shell-form string Cmd runs through /bin/sh -c") {
     ImageConfig c = parse_ok(R"({"Cmd":"echo hello && sleep 1"})");
     CHECK(c.args == std::vector<std::string>{"/bin/sh", "-c", "echo hello && sleep 1"});
+    // Found by fuzz_init_config (regressions/fuzz_init_config/shell_form_cmd_with_nul): a NUL
+    // in the string form is refused as it is in the array form.
+    CHECK(parse_error(R"({"Cmd":"echo a\u0000b"})").find("Cmd contains a NUL byte") != std::string::npos);
+    CHECK(parse_error(R"({"config":{"Entrypoint":"x\u0000"}})").find("Entrypoint contains a NUL byte") !=
+          std::string::npos);
 }
 
 TEST_CASE("OCI process fields win over Docker-style ones; Docker fills what OCI leaves out") {
