@@ -13,8 +13,6 @@ namespace krunlet::devices {
 
 namespace {
 
-constexpr uint64_t kPage = 4096;  // guest and host pages on x86-64
-
 // §5.5.4: struct virtio_balloon_config begins with num_pages and actual, both
 // le32. The fields after them exist only with FREE_PAGE_HINT / PAGE_POISON,
 // which are not offered.
@@ -120,15 +118,9 @@ Result<void> BalloonDevice::serve(uint16_t index) {
 
 void BalloonDevice::release(const uint8_t* host, uint64_t len) {
     // Guest RAM is mapped page-aligned, so host and guest page boundaries
-    // coincide: round the range inwards to whole pages.
-    const auto start = reinterpret_cast<uintptr_t>(host);
-    const uintptr_t first = (start + kPage - 1) & ~uintptr_t(kPage - 1);
-    const uintptr_t end = (start + len) & ~uintptr_t(kPage - 1);
-    if (end <= first) return;
-    // MADV_DONTNEED, not MADV_FREE: the RSS drops now, and the next guest
-    // touch of the range finds zero pages. That is fine for free memory.
-    if (::madvise(reinterpret_cast<void*>(first), end - first, MADV_DONTNEED) == 0)
-        stats_.reported_bytes += end - first;
+    // coincide. MADV_DONTNEED, not MADV_FREE: the RSS drops now, and the next
+    // guest touch of the range finds zero pages, which is fine for free memory.
+    stats_.reported_bytes += discard_whole_pages(host, len);
 }
 
 }  // namespace krunlet::devices

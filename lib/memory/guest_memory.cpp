@@ -45,6 +45,15 @@ uint64_t GuestMemory::total_size() const {
     return n;
 }
 
+uint64_t discard_whole_pages(const void* p, uint64_t len) {
+    constexpr uintptr_t kPage = 4096;
+    const auto start = reinterpret_cast<uintptr_t>(p);
+    const uintptr_t first = (start + kPage - 1) & ~(kPage - 1);
+    const uintptr_t end = (start + len) & ~(kPage - 1);
+    if (end <= first) return 0;
+    return ::madvise(reinterpret_cast<void*>(first), end - first, MADV_DONTNEED) == 0 ? end - first : 0;
+}
+
 bool GuestMemory::adopt_pages(uint64_t gpa, const uint8_t* src, size_t len) const {
     constexpr uint64_t kPage = 4096;
     uint8_t* dst = translate(gpa, len);

@@ -23,6 +23,12 @@ struct MemoryRegion {
     uint8_t* host = nullptr;  // where it is mapped in the VMM
 };
 
+// MADV_DONTNEED on the whole 4 KiB pages inside [p, p + len), never on the
+// partial pages at its ends; returns the bytes dropped (0 when refused). For
+// anonymous private memory the next touch reads zeroes; for a read-only
+// private file mapping it reads the file again.
+uint64_t discard_whole_pages(const void* p, uint64_t len);
+
 class GuestMemory {
 public:
     // Anonymous MAP_NORESERVE RAM of `ram_bytes`, laid out around the MMIO

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "krunlet_kernel.h"
+#include "memory/guest_memory.h"
 
 namespace krunlet {
 
@@ -95,16 +96,10 @@ Result<KernelFile> KernelFile::embedded() {
 }
 
 void KernelFile::release_pages() const {
-    const long page = ::sysconf(_SC_PAGESIZE);
-    if (bytes_.empty() || page <= 0) return;
     // Whole pages inside the bytes only (the embedded blob is page-aligned in
-    // its library; a file mapping starts on a page).
-    const auto start = reinterpret_cast<uintptr_t>(bytes_.data());
-    const auto mask = uintptr_t(page) - 1;
-    const uintptr_t first = (start + mask) & ~mask;
-    const uintptr_t end = (start + bytes_.size()) & ~mask;
-    // Best effort: a refusal only leaves the pages counted.
-    if (end > first) ::madvise(reinterpret_cast<void*>(first), end - first, MADV_DONTNEED);
+    // its library; a file mapping starts on a page). Best effort: a refusal
+    // only leaves the pages counted.
+    discard_whole_pages(bytes_.data(), bytes_.size());
 }
 
 bool KernelFile::intact() const {
