@@ -89,7 +89,7 @@ int run_boot(int runs, const std::string& rootfs, const std::string& krunlet) {
     }
     std::printf("krunlet-bench boot: %d runs of %s -- /bin/true\n", runs, rootfs.c_str());
     std::printf("%-18s %10s %10s %10s\n", "field", "p50", "min", "max");
-    for (const char* f : {"setup_ms", "kernel_ms", "init_to_exit_ms", "total_ms", "wall_ms"}) {
+    for (const char* f : {"setup_ms", "kernel_ms", "init_ms", "workload_ms", "init_to_exit_ms", "total_ms", "wall_ms"}) {
         std::vector<double> v;
         for (const auto& r : results)
             if (auto it = r.fields.find(f); it != r.fields.end()) v.push_back(it->second);

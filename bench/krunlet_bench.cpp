@@ -11,12 +11,15 @@
 //                                            bridge, with a scripted guest (net_host_bench.cpp)
 //   krunlet-bench load [options]             VM starts/s and per-cycle fd/thread/RSS drift with a
 //                                            minimal guest, also on kvm_pvm (load_bench.cpp)
+//   krunlet-bench footprint PID GUEST_MIB    a running VMM's guest RAM and own memory, from smaps
+//                                            (footprint_bench.cpp; used by bench/compare.sh)
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <string>
 
 #include "boot_bench.h"
+#include "footprint_bench.h"
 #include "fs_bench.h"
 #include "load_bench.h"
 #include "net_bench.h"
@@ -57,6 +60,8 @@ int main(int argc, char** argv) {
     auto* nh = krunlet::bench::add_net_host_command(app, net_host);
     krunlet::bench::LoadOptions load;
     auto* l = krunlet::bench::add_load_command(app, load);
+    krunlet::bench::FootprintOptions footprint;
+    auto* fp = krunlet::bench::add_footprint_command(app, footprint);
 
     CLI11_PARSE(app, argc, argv);
     if (b->parsed()) return krunlet::bench::run_boot(runs, rootfs, krunlet);
@@ -65,5 +70,6 @@ int main(int argc, char** argv) {
     if (n->parsed()) return krunlet::bench::run_net(net);
     if (nh->parsed()) return krunlet::bench::run_net_host(net_host);
     if (l->parsed()) return krunlet::bench::run_load(load);
+    if (fp->parsed()) return krunlet::bench::run_footprint(footprint);
     return 2;
 }

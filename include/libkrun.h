@@ -230,7 +230,9 @@ int32_t krun_get_shutdown_eventfd(uint32_t ctx_id);
 int32_t krun_start_enter(uint32_t ctx_id);
 
 /* krunlet extension: print one line to stderr when the VM ends,
- * "boot-trace: setup_ms=... kernel_ms=... init_to_exit_ms=... total_ms=...".
+ * "boot-trace: setup_ms=... kernel_ms=... init_ms=... workload_ms=...
+ * init_to_exit_ms=... total_ms=..." (kernel: first KVM_RUN to init's start;
+ * init: to the workload's fork; workload: to the end of the VM).
  * Setting KRUNLET_BOOT_TRACE=1 in the environment does the same. */
 int32_t krunlet_set_boot_trace(uint32_t ctx_id, bool enabled);
 

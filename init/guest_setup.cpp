@@ -25,6 +25,14 @@ void announce_start() {
 #endif
 }
 
+void announce_workload() {
+#if defined(__x86_64__) || defined(__i386__)
+    // Written by init itself, before the fork: ioperm(2) rights are not passed
+    // on by fork, so the workload never gets the port.
+    if (::ioperm(control::kDebugPort, 1, 1) == 0) ::outb(control::kWorkloadStarting, control::kDebugPort);
+#endif
+}
+
 Result<void> open_console() {
     int fd = -1;
     Error first;

@@ -12,6 +12,8 @@ namespace krunlet::init {
 // Writes control::kInitStarted to the debug port so the VMM can timestamp the
 // start of user space (DESIGN.md §2). Silent on failure: timing is optional.
 void announce_start();
+// Writes control::kWorkloadStarting there just before the workload's fork.
+void announce_workload();
 
 // Makes /dev/console (or /dev/hvc0 when that fails) fds 0, 1 and 2. The kernel
 // found no /dev/console on the virtio-fs root, so init starts without them.

@@ -131,6 +131,7 @@ void Init::run() {
     // Before the fork, so that no SIGCHLD can slip past the signalfd.
     auto supervisor = Supervisor::create();
     if (!supervisor) fatal(supervisor.error().message);
+    announce_workload();
     auto launched = launch(spec);
     if (auto* failure = std::get_if<LaunchFailure>(&launched)) {
         log_line(failure->message);

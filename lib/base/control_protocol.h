@@ -69,6 +69,9 @@ inline constexpr size_t kMaxControlMessage = 1 << 20;
 // kernel runs with io_delay=none so it never touches port 0x80 itself.
 inline constexpr uint16_t kDebugPort = 0x80;
 inline constexpr uint8_t kInitStarted = 0x4b;  // 'K'
+// Written once more just before init forks the workload, so that a boot splits
+// into kernel, init and workload (--boot-trace, bench/compare.sh). One exit.
+inline constexpr uint8_t kWorkloadStarting = 0x57;  // 'W'
 
 // Guest exit codes that mean "not the workload's own".
 inline constexpr int kExitInitFailed = 125;

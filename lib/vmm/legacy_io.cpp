@@ -28,7 +28,9 @@ PortEvent LegacyIo::access(uint16_t port, bool is_write, std::span<uint8_t> data
         if (!is_write) data[0] = 0;
         return PortEvent::None;
     case control::kDebugPort:
-        if (is_write && data[0] == control::kInitStarted) return PortEvent::InitStarted;
+        if (!is_write) return PortEvent::None;
+        if (data[0] == control::kInitStarted) return PortEvent::InitStarted;
+        if (data[0] == control::kWorkloadStarting) return PortEvent::WorkloadStarting;
         return PortEvent::None;
     default:
         break;

@@ -17,6 +17,7 @@ enum class PortEvent {
     None,
     Reset,        // the guest asked for a reset: the VM ends
     InitStarted,  // init's first write to the debug port
+    WorkloadStarting,  // init is about to fork the workload
 };
 
 class LegacyIo {

@@ -124,6 +124,7 @@ struct BootTrace {
     uint64_t start_ns = 0;       // Vm::create entry (or earlier, if the caller says)
     uint64_t first_run_ns = 0;   // the boot vCPU's first KVM_RUN
     uint64_t init_ns = 0;        // init's first write to the debug port
+    uint64_t workload_ns = 0;    // init's write just before it forks the workload
     uint64_t end_ns = 0;         // the exit status arrived / the VM ended
 };
 

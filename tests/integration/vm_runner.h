@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include "guest_ram.h"  // guest_ram_usage, for the tests that used to find it here
+
 namespace krunlet::test {
 
 struct RunResult {
@@ -28,20 +30,6 @@ RunResult run_process(const std::vector<std::string>& argv, int timeout_s = 120,
 // A "Name:   N kB" field of a /proc file in KiB ("VmRSS" of /proc/PID/status,
 // "MemAvailable" of /proc/meminfo), or -1 when it is missing (the process is gone).
 long proc_field_kib(const std::string& file, const std::string& field);
-
-// Where a VMM's memory is, from /proc/PID/smaps. Guest RAM is one address range of the
-// guest's size, split into several mappings: 4 KiB-page and huge-page parts, and the kernel
-// image's pages that krun_start_enter moved in from libkrunlet-kernel.so.1
-// (x86::KernelPages::kMove). Its last mapping, all RAM above the kernel, is the largest
-// anonymous one that ends a run of adjacent mappings covering exactly the guest's size.
-struct GuestRamUsage {
-    bool found = false;            // false while the VM is being built or torn down
-    long guest_ram_kib = 0;        // resident guest RAM, the kernel image's pages included
-    long own_kib = 0;              // resident outside guest RAM: the VMM's own footprint
-    long kernel_kib = 0;           // resident pages of the kernel image's mappings
-    long kernel_dirty_kib = 0;     // of those, pages the guest wrote (private copies)
-};
-GuestRamUsage guest_ram_usage(pid_t pid, long guest_ram_kib);
 
 // Fork; the child calls `child(out_fd, err_fd)` (the write ends of its stdout and stderr
 // pipes), which must exec or _exit. The parent collects both, calls `hook` on stdout, and

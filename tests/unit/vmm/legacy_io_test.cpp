@@ -22,6 +22,9 @@ TEST_CASE("legacy ports: i8042 reset, debug port, COM1, nothing elsewhere") {
 
     b[0] = krunlet::control::kInitStarted;
     CHECK(io.access(krunlet::control::kDebugPort, true, b) == PortEvent::InitStarted);
+    b[0] = krunlet::control::kWorkloadStarting;
+    CHECK(io.access(krunlet::control::kDebugPort, true, b) == PortEvent::WorkloadStarting);
+    CHECK(io.access(krunlet::control::kDebugPort, false, b) == PortEvent::None);  // a read is no event
     b[0] = 0;
     CHECK(io.access(krunlet::control::kDebugPort, true, b) == PortEvent::None);
 
