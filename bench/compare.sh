@@ -2,22 +2,34 @@
 # bench/compare.sh — krunlet against QEMU microvm, side by side, in one table
 # (issue 7).
 #
-#   bench/compare.sh [--runs N] [--kernel VMLINUX] [--rootfs DIR]
+#   bench/compare.sh [--runs N] [--guest-runs N] [--fs-rounds N] [--part 1|2|all]
+#                    [--kernel VMLINUX] [--rootfs DIR] [--chart FILE.svg]
 #
 # --kernel defaults to the vmlinux the build was configured with; --rootfs to
 # a fresh tests/make-rootfs.sh busybox tree in a temporary directory.
 #
-# Part 1 runs here, on the real CPU, outside any emulation:
+# Part 1 runs here, on the real CPU, outside any emulation (--runs, default 10):
 #   - process start to the first KVM_RUN, krunlet and QEMU microvm, same kernel;
+#   - each VMM's own memory beyond the guest RAM its guest touched;
 #   - host CPU per FUSE request of krunlet's virtio-fs server (krunlet-bench
 #     fs-host; there is no QEMU counterpart on the real CPU).
-# Part 2 (inside the KVM test host) is not written yet; see the marked section
-# near the end, before the table is printed.
+# Part 2 runs inside the KVM test host (tests/kvm-host/run.sh), where guests
+# boot to their end; there both VMMs pay the same emulation tax, so only the
+# ratios carry over:
+#   - boot to init and boot to exit of /bin/true, and the VM exits of each
+#     boot, for krunlet, QEMU microvm + virtiofsd and QEMU microvm + an
+#     initramfs, with the same kernel and rootfs (bench/compare_boot.sh,
+#     --guest-runs rounds, default 5);
+#   - server CPU per FUSE request measured from the guest side, krunlet
+#     against virtiofsd (krunlet-bench fs, --fs-rounds rounds, default 3; 0
+#     leaves it out).
+# --chart writes the boot-time breakdown of part 2 (setup, kernel, init,
+# workload) as an SVG; default build/compare-boot.svg.
 #
-# Every row is N runs (default 10): p50, min and max of each engine, and the
-# ratio krunlet p50 / QEMU p50. Progress goes to stderr; the table and the raw
-# numbers go to stdout. docs/bench.md ("bench/compare.sh") explains the
-# methods.
+# Every row is N runs: p50, min and max of each engine, and the ratio
+# krunlet p50 / QEMU p50. Progress goes to stderr; the table and the raw
+# numbers go to stdout. docs/performance.md explains the methods and holds a
+# run of this script.
 set -euo pipefail
 # EPOCHREALTIME and awk must use '.' as the decimal point.
 export LC_ALL=C
@@ -35,17 +47,29 @@ usage() {
 
 # ------------------------------------------------------------- options ----
 runs=10
+guest_runs=5
+fs_rounds=3
+part=all
 kernel=
 rootfs=
+chart=
 while [[ $# -gt 0 ]]; do
     case $1 in
         --runs) [[ $# -ge 2 ]] || usage; runs=$2; shift 2 ;;
+        --guest-runs) [[ $# -ge 2 ]] || usage; guest_runs=$2; shift 2 ;;
+        --fs-rounds) [[ $# -ge 2 ]] || usage; fs_rounds=$2; shift 2 ;;
+        --part) [[ $# -ge 2 ]] || usage; part=$2; shift 2 ;;
         --kernel) [[ $# -ge 2 ]] || usage; kernel=$2; shift 2 ;;
         --rootfs) [[ $# -ge 2 ]] || usage; rootfs=$2; shift 2 ;;
+        --chart) [[ $# -ge 2 ]] || usage; chart=$2; shift 2 ;;
         -h|--help) usage ;;
         *) log "unknown argument: $1"; usage ;;
     esac
 done
+[[ $guest_runs =~ ^[1-9][0-9]*$ ]] || die "--guest-runs wants a positive integer, got '$guest_runs'"
+[[ $fs_rounds =~ ^[0-9]+$ ]] || die "--fs-rounds wants a number (0 leaves the FUSE rows out), got '$fs_rounds'"
+case $part in 1 | 2 | all) ;; *) die "--part wants 1, 2 or all, got '$part'" ;; esac
+[[ -n $chart ]] || chart=$build/compare-boot.svg
 [[ $runs =~ ^[1-9][0-9]*$ ]] || die "--runs wants a positive integer, got '$runs'"
 
 # -------------------------------------------------------- dependencies ----
@@ -119,8 +143,8 @@ fi
 
 # The two command lines. Both: 1 vCPU, 512 MiB, the same kernel, a virtio-mmio
 # console whose output is thrown away, nothing on the network.
-#   krunlet: --log-level 3 makes it print "first KVM_RUN ... ms after start"
-#   just before its boot vCPU enters the guest. Its devices are the console,
+#   krunlet: --log-level 3 makes it print "first KVM_RUN X ms after start
+#   (realtime S.US)" just before its boot vCPU enters the guest. Its devices are the console,
 #   the virtio-fs root, vsock, rng and the balloon (lib/vmm/vm.cpp).
 #   QEMU: virtio-serial + virtconsole (hvc0) and virtio-rng on virtio-mmio,
 #   no ACPI, no option ROMs, no RTC, no PCIe, no ISA serial. Its root device
@@ -130,7 +154,7 @@ fi
 #   just before it is made, and -msg timestamp=on puts a wall-clock stamp
 #   ("PID@SECONDS.MICRO:") on each line; that is how the cheap method sees
 #   QEMU's first KVM_RUN (ioctl number 0xae80).
-krunlet_cmd=("$krunlet" run --log-level 3 --net none "$rootfs" -- /bin/true)
+krunlet_cmd=("$krunlet" run --log-level 3 --memory 512 --net none "$rootfs" -- /bin/true)
 qemu_cmd=(qemu-system-x86_64
     -M microvm,acpi=off,x-option-roms=off,rtc=off,pcie=off,isa-serial=off
     -enable-kvm -cpu "$qemu_cpu" -smp 1 -m 512
@@ -143,7 +167,7 @@ qemu_cmd=(qemu-system-x86_64
 # The line each VMM writes to stderr just before its first KVM_RUN.
 is_first_run_line() {  # is_first_run_line ENGINE LINE
     case $1 in
-        krunlet) [[ $2 == *"krunlet: first KVM_RUN "* ]] ;;
+        krunlet) [[ $2 == *"krunlet: first KVM_RUN "*"(realtime "* ]] ;;
         qemu) [[ $2 == *"kvm_vcpu_ioctl "*"type 0xae80,"* ]] ;;
     esac
 }
@@ -182,28 +206,29 @@ stop_vmm() {
 # The cheap method, and the one the headline row uses: no tracer slows the
 # VMM. A subshell takes a wall-clock stamp (EPOCHREALTIME, gettimeofday) and
 # execs the VMM right after it, so the stamp is the process start to within a
-# write(2). The VMM's stderr is a FIFO read here line by line. The end of the
-# interval is the VMM's own event just before its first KVM_RUN:
+# write(2). The end of the interval is the VMM's own wall-clock stamp of its
+# first KVM_RUN, taken just before the ioctl:
 #   - QEMU: -trace kvm_vcpu_ioctl logs each vCPU ioctl, stamped by
-#     gettimeofday in QEMU just before the ioctl is made. The first one of type
-#     0xae80 (KVM_RUN) ends the interval: exact, and it includes exec and
-#     dynamic linking.
-#   - krunlet: its --log-level 3 line "first KVM_RUN X ms after start" is
-#     printed just before the boot vCPU's first KVM_RUN, but X counts from
-#     krun_create_ctx() in main() (lib/capi/libkrun.cpp), after exec, dynamic
-#     linking, static constructors and option parsing, and the line carries no
-#     absolute time. So the interval ends when the line arrives here. That adds
-#     the wake-up of this reader (about 0.13 ms on this machine, with spikes of
-#     1.5 ms under load) to krunlet's number only: a bias against krunlet.
-#     X itself is a lower bound; krunlet's true value lies between the two.
-# Both are recorded: stamp_ms is the row's value, own_ms / arrival_ms the
-# other view (krunlet's X; QEMU's line arrival, whose difference from its
-# stamp shows the reader latency under load).
+#     gettimeofday; the first one of type 0xae80 (KVM_RUN) ends the interval.
+#   - krunlet: its --log-level 3 line "first KVM_RUN X ms after start
+#     (realtime S.US)" (lib/vmm/vm.cpp), stamped by clock_gettime.
+# Both include exec, dynamic linking and everything before main(). The
+# arrival of the line here plays no part, so this reader's wake-up does not
+# count. The VMM's stderr is a FIFO read line by line.
+# krunlet's X counts from krun_create_ctx() in main(), after exec and
+# dynamic linking: the difference is what comes before main().
 # Why not /proc/PID/stat's start time: it counts clock ticks (10 ms here),
 # coarser than what is measured.
-# Sets stamp_ms and other_ms (globals, so that die() ends the script).
-measure_stamps() {  # measure_stamps ENGINE
-    local engine=$1 fifo=$work/stderr.fifo fd line t0= t1= own seen=()
+#
+# With "footprint", the VMM runs on for 1 s after its first KVM_RUN (its
+# guest kernel is booting), and krunlet-bench footprint then reads its
+# /proc/PID/smaps: guest RAM is the 512 MiB address range, the rest is the
+# VMM's own. On kvm_pvm neither guest reaches user space, but both kernels
+# run their early boot.
+# Sets stamp_ms and other_ms, and own_kib / guest_kib with "footprint"
+# (globals, so that die() ends the script).
+measure_stamps() {  # measure_stamps ENGINE [footprint]
+    local engine=$1 fifo=$work/stderr.fifo fd line t0= t1= own seen=() fp
     vmm_command "$engine"
     rm -f "$fifo"
     mkfifo "$fifo"
@@ -222,6 +247,13 @@ measure_stamps() {  # measure_stamps ENGINE
         if [[ $line == "compare-t0 "* ]]; then t0=${line#compare-t0 }; continue; fi
         seen+=("$line")
     done
+    if [[ -n $t1 && ${2:-} == footprint ]]; then
+        # The VMM keeps writing to the FIFO: drain it while it runs.
+        timeout 1 cat <&"$fd" >/dev/null || true
+        fp=$("$krunlet_bench" footprint "$vmm_pid" 512) || { stop_vmm; die "krunlet-bench footprint failed on $engine (pid $vmm_pid)"; }
+        own_kib=$(sed -n 's/.* own_private_kib=\([0-9]*\).*/\1/p' <<<"$fp")
+        guest_kib=$(sed -n 's/.* guest_ram_resident_kib=\([0-9]*\) .*/\1/p' <<<"$fp")
+    fi
     stop_vmm
     exec {fd}<&-
     if [[ -z $t1 || -z $t0 ]]; then
@@ -233,8 +265,9 @@ measure_stamps() {  # measure_stamps ENGINE
     case $engine in
         krunlet)
             own=${line#*first KVM_RUN }
-            stamp_ms=$(ms_between "$t0" "$t1")
             other_ms=${own%% ms*}
+            own=${line#*(realtime }
+            stamp_ms=$(ms_between "$t0" "${own%%)*}")
             ;;
         qemu)
             own=${line#*@}  # "PID@SECONDS.MICRO:kvm_vcpu_ioctl ..."
@@ -242,39 +275,6 @@ measure_stamps() {  # measure_stamps ENGINE
             other_ms=$(ms_between "$t0" "$t1")
             ;;
     esac
-}
-
-# krunlet's start before krun_create_ctx(): exec, dynamic linking, static
-# constructors and option parsing. The same stamp-and-exec as above, with a
-# root directory that does not exist: main() checks it just before
-# krun_create_ctx() and prints "rootfs ... is not a directory". No guest runs
-# then, so the reader wakes on an idle CPU and its latency is small. The sum of
-# this and krunlet's own log value estimates the headline without the
-# reader's wake-up. Sets exec_ms.
-measure_exec_to_main() {
-    local fifo=$work/stderr.fifo fd line t0= t1= seen=()
-    rm -f "$fifo"
-    mkfifo "$fifo"
-    (
-        exec </dev/null >/dev/null 2>"$fifo"
-        printf 'compare-t0 %s\n' "$EPOCHREALTIME" >&2
-        exec "$krunlet" run --log-level 3 --net none "$work/no-such-rootfs" -- /bin/true
-    ) &
-    vmm_pid=$!
-    exec {fd}<"$fifo"
-    while IFS= read -r -t 60 -u "$fd" line; do
-        if [[ $line == *"no-such-rootfs is not a directory"* ]]; then t1=$EPOCHREALTIME; break; fi
-        if [[ $line == "compare-t0 "* ]]; then t0=${line#compare-t0 }; continue; fi
-        seen+=("$line")
-    done
-    wait "$vmm_pid" 2>/dev/null || true  # it exits by itself (status 125)
-    vmm_pid=
-    exec {fd}<&-
-    if [[ -z $t0 || -z $t1 ]]; then
-        last_lines 10 "${seen[@]}"
-        die "krunlet did not report the missing root directory (command: $krunlet run --net none $work/no-such-rootfs -- /bin/true)"
-    fi
-    exec_ms=$(ms_between "$t0" "$t1")
 }
 
 # ---------------------------------------------- method 2: strace ----
@@ -382,98 +382,244 @@ print_table() {
 # ====================================================================== #
 # PART 1: on the real CPU, outside any emulation                         #
 # ====================================================================== #
-
-# --- 1a: process start to the first KVM_RUN ---
-# One untimed run of each engine first, so that the binaries, their libraries
-# and the 18 MB vmlinux are in the page cache: the first krunlet starts after
-# a build took 85-90 ms here instead of ~8 ms.
-# The runs alternate in ABBA order (krunlet first in odd rounds, QEMU first in
-# even ones), so a slow period of this shared machine hits both engines.
-log "part 1: start to first KVM_RUN, $runs runs per engine and method (kernel $kernel, rootfs $rootfs)"
-measure_stamps krunlet
-measure_stamps qemu
-# Per engine, the N values of each method, space-separated, in run order.
-all_exec=
-declare -A all_stamp all_other all_strace
-for engine in krunlet qemu; do all_stamp[$engine]=; all_other[$engine]=; all_strace[$engine]=; done
-for ((i = 1; i <= runs; i++)); do
-    if ((i % 2)); then order=(krunlet qemu); else order=(qemu krunlet); fi
-    for engine in "${order[@]}"; do
-        measure_stamps "$engine"
-        all_stamp[$engine]+=" $stamp_ms"
-        all_other[$engine]+=" $other_ms"
+declare -A all_stamp all_other all_strace all_own all_guest
+part1() {
+    # --- 1a: process start to the first KVM_RUN ---
+    # One untimed run of each engine first, so that the binaries, their libraries
+    # and the 18 MB vmlinux are in the page cache: the first krunlet starts after
+    # a build took 85-90 ms here instead of ~8 ms.
+    # The runs alternate in ABBA order (krunlet first in odd rounds, QEMU first in
+    # even ones), so a slow period of this shared machine hits both engines.
+    log "part 1: start to first KVM_RUN, $runs runs per engine and method (kernel $kernel, rootfs $rootfs)"
+    measure_stamps krunlet
+    measure_stamps qemu
+    # Per engine, the N values of each method, space-separated, in run order.
+    for engine in krunlet qemu; do all_stamp[$engine]=; all_other[$engine]=; all_strace[$engine]=; all_own[$engine]=; all_guest[$engine]=; done
+    for ((i = 1; i <= runs; i++)); do
+        if ((i % 2)); then order=(krunlet qemu); else order=(qemu krunlet); fi
+        for engine in "${order[@]}"; do
+            measure_stamps "$engine"
+            all_stamp[$engine]+=" $stamp_ms"
+            all_other[$engine]+=" $other_ms"
+        done
+        for engine in "${order[@]}"; do
+            measure_stamps "$engine" footprint
+            all_own[$engine]+=" $(awk -v k="$own_kib" 'BEGIN { printf "%.2f", k / 1024 }')"
+            all_guest[$engine]+=" $(awk -v k="$guest_kib" 'BEGIN { printf "%.2f", k / 1024 }')"
+        done
+        for engine in "${order[@]}"; do
+            measure_strace "$engine"
+            all_strace[$engine]+=" $strace_ms"
+        done
+        log "  run $i/$runs: stamps krunlet ${all_stamp[krunlet]##* } ms, qemu ${all_stamp[qemu]##* } ms; strace krunlet ${all_strace[krunlet]##* } ms, qemu ${all_strace[qemu]##* } ms; own memory krunlet ${all_own[krunlet]##* } MiB, qemu ${all_own[qemu]##* } MiB"
     done
-    measure_exec_to_main
-    all_exec+=" $exec_ms"
-    for engine in "${order[@]}"; do
-        measure_strace "$engine"
-        all_strace[$engine]+=" $strace_ms"
-    done
-    log "  run $i/$runs: stamps krunlet ${all_stamp[krunlet]##* } ms, qemu ${all_stamp[qemu]##* } ms; strace krunlet ${all_strace[krunlet]##* } ms, qemu ${all_strace[qemu]##* } ms"
-done
-add_row "process start to first KVM_RUN, ms (timestamps; the headline)" "${all_stamp[krunlet]}" "${all_stamp[qemu]}"
-add_row "process start to first KVM_RUN, ms (under strace; a cross-check)" "${all_strace[krunlet]}" "${all_strace[qemu]}"
-# krunlet's own number starts at krun_create_ctx(), so exec and dynamic linking
-# are not in it: a lower bound, with no QEMU counterpart.
-add_row "krunlet's own log, krun_create_ctx to first KVM_RUN, ms (a lower bound)" "${all_other[krunlet]}" -
-add_row "krunlet's exec to krun_create_ctx, ms (separate runs, no guest)" "$all_exec" -
+    add_row "process start to first KVM_RUN, ms (timestamps; the headline)" "${all_stamp[krunlet]}" "${all_stamp[qemu]}"
+    add_row "process start to first KVM_RUN, ms (under strace; a cross-check)" "${all_strace[krunlet]}" "${all_strace[qemu]}"
+    # krunlet's own number starts at krun_create_ctx(), so exec and dynamic linking
+    # are not in it; no QEMU counterpart.
+    add_row "krunlet's own log, krun_create_ctx to first KVM_RUN, ms" "${all_other[krunlet]}" -
+    add_row "VMM's own private memory beyond guest RAM, MiB (1 s after first KVM_RUN)" "${all_own[krunlet]}" "${all_own[qemu]}"
+    add_row "guest RAM resident at that time, MiB (for reference)" "${all_guest[krunlet]}" "${all_guest[qemu]}"
 
-# --- 1b: host CPU per FUSE request of krunlet's virtio-fs server ---
-# krunlet-bench fs-host drives fs::Server::handle() with no guest (docs/bench.md).
-# QEMU's virtiofsd has no such harness here: it is only measured from the
-# guest side, inside the KVM test host (part 2), so its columns stay empty.
-log "part 1: krunlet-bench fs-host, $runs runs"
-lookup_us= getattr_us= read_us=
-fs_host_dir=
-for ((i = 1; i <= runs; i++)); do
-    out=$(nice "$krunlet_bench" fs-host) || die "krunlet-bench fs-host failed"
-    [[ -n $fs_host_dir ]] || fs_host_dir=$(sed -n '1s/.* on //p' <<<"$out")
-    # Lines look like "GETATTR    0.73 us CPU/request  (100000)".
-    lookup_us+=" $(awk '/^LOOKUP \(inode already known\)/ { print $(NF-3) }' <<<"$out")"
-    getattr_us+=" $(awk '/^GETATTR / { print $(NF-3) }' <<<"$out")"
-    read_us+=" $(awk '/^READ 4 KiB / { print $(NF-3) }' <<<"$out")"
-done
-add_row "server CPU per LOOKUP (known inode), µs (fs-host)" "$lookup_us" -
-add_row "server CPU per GETATTR, µs (fs-host)" "$getattr_us" -
-add_row "server CPU per 4 KiB READ, µs (fs-host)" "$read_us" -
+    # --- 1b: host CPU per FUSE request of krunlet's virtio-fs server ---
+    # krunlet-bench fs-host drives fs::Server::handle() with no guest (docs/bench.md).
+    # QEMU's virtiofsd has no such harness here: it is only measured from the
+    # guest side, inside the KVM test host (part 2), so its columns stay empty.
+    log "part 1: krunlet-bench fs-host, $runs runs"
+    lookup_us= getattr_us= read_us=
+    fs_host_dir=
+    for ((i = 1; i <= runs; i++)); do
+        out=$(nice "$krunlet_bench" fs-host) || die "krunlet-bench fs-host failed"
+        [[ -n $fs_host_dir ]] || fs_host_dir=$(sed -n '1s/.* on //p' <<<"$out")
+        # Lines look like "GETATTR    0.73 us CPU/request  (100000)".
+        lookup_us+=" $(awk '/^LOOKUP \(inode already known\)/ { print $(NF-3) }' <<<"$out")"
+        getattr_us+=" $(awk '/^GETATTR / { print $(NF-3) }' <<<"$out")"
+        read_us+=" $(awk '/^READ 4 KiB / { print $(NF-3) }' <<<"$out")"
+    done
+    add_row "server CPU per LOOKUP (known inode), µs (fs-host)" "$lookup_us" -
+    add_row "server CPU per GETATTR, µs (fs-host)" "$getattr_us" -
+    add_row "server CPU per 4 KiB READ, µs (fs-host)" "$read_us" -
+}
 
 # ====================================================================== #
-# PART 2: inside the KVM test host — NOT WRITTEN YET                     #
+# PART 2: inside the KVM test host                                       #
 # ====================================================================== #
-# Room for the rows issue 7 wants from inside the KVM test host
-# (tests/kvm-host/run.sh), where guests run and both VMMs pay the same
-# emulation tax, so only ratios count:
-#   - boot to init and boot to exit of /bin/true, krunlet vs QEMU microvm
-#     with the same kernel and busybox rootfs;
-#   - QEMU with its root over virtio-fs from /usr/lib/qemu/virtiofsd, and
-#     with an initramfs;
-#   - VM exits during each boot;
-#   - server CPU per FUSE request from the guest side, krunlet vs virtiofsd.
-# Whoever adds it: run the measurements inside the test host, bring the N
-# values per engine back, and add them with add_row like part 1 does, before
-# the table below is printed. Install QEMU/virtiofsd as bench dependencies
-# (need_package), never as test dependencies.
+# Guests boot to their end only on a KVM that runs Linux user space. Here
+# that is the KVM test host (tests/kvm-host/run.sh); on a machine with
+# hardware KVM, the same scripts run directly (as root, for the trace).
+in_kvm() {  # in_kvm COMMAND...: run it where guests run
+    if [[ -e /sys/module/kvm_pvm ]]; then
+        KRUNLET_KVMHOST_SHARE=$work KRUNLET_KVMHOST_TIMEOUT=${KRUNLET_KVMHOST_TIMEOUT:-5400} \
+            "$repo/tests/kvm-host/run.sh" "$@"
+    else
+        [[ $(id -u) -eq 0 ]] || die "part 2 needs root on a hardware KVM (ftrace): run it with sudo, or give --part 1"
+        "$@"
+    fi
+}
+
+# boot ENGINE RUN setup kernel init workload to_init to_exit exits, per
+# bench/compare_boot.sh; collected per engine and field.
+declare -A boot
+boot_fields=(setup kernel init workload to_init to_exit exits)
+part2_boots() {
+    local out line engine f i vals
+    # The kernel and rootfs go into $work, the directory shared with the
+    # test host, whatever their paths outside.
+    cp "$kernel" "$work/vmlinux"
+    [[ $rootfs == "$work/rootfs" ]] || { rm -rf "$work/rootfs"; cp -a "$rootfs" "$work/rootfs"; }
+    log "part 2: $guest_runs boots of each engine inside the KVM test host (bench/compare_boot.sh)"
+    out=$(in_kvm "$repo/bench/compare_boot.sh" --runs "$guest_runs" --kernel "$work/vmlinux" \
+        --rootfs "$work/rootfs" --build "$build") || die "bench/compare_boot.sh failed (its messages are above)"
+    boot_raw=$out
+    while read -r line; do
+        read -r _ engine _ vals <<<"$line"
+        read -r -a vals <<<"$vals"
+        for i in "${!boot_fields[@]}"; do boot[$engine,${boot_fields[$i]}]+=" ${vals[$i]}"; done
+    done < <(grep '^boot ' <<<"$out")
+    for engine in krunlet qemu+virtiofsd qemu+initramfs; do
+        [[ -n ${boot[$engine,to_exit]:-} ]] || die "bench/compare_boot.sh reported no boot of $engine"
+    done
+    for f in to_init to_exit exits setup kernel init workload; do
+        local label
+        case $f in
+            to_init) label="boot to init (process start to init's first instruction), ms" ;;
+            to_exit) label="boot to exit of /bin/true, ms" ;;
+            exits) label="VM exits during the boot" ;;
+            setup) label="  of which setup: process start to first KVM_RUN, ms" ;;
+            kernel) label="  of which kernel: first KVM_RUN to init, ms" ;;
+            init) label="  of which init: to the workload's fork, ms" ;;
+            workload) label="  of which workload: fork to the VMM's exit, ms" ;;
+        esac
+        add_row "[test host] $label; QEMU + virtiofsd" "${boot[krunlet,$f]}" "${boot[qemu+virtiofsd,$f]}"
+        [[ $f == setup || $f == kernel || $f == init || $f == workload ]] && continue
+        add_row "[test host] $label; QEMU + initramfs" "${boot[krunlet,$f]}" "${boot[qemu+initramfs,$f]}"
+    done
+}
+
+# Server CPU per FUSE request from the guest side: krunlet-bench fs
+# (docs/bench.md) with a small workload, ROOTFS on the test host's tmpfs.
+# Its per-round listing gives each engine's value per round.
+fs_rows=("server CPU per 4 KiB read, us" "server CPU per stat, us" "server CPU per create, us"
+    "server CPU per unlink, us" "server CPU per walked entry, us" "server CPU per MiB written, us"
+    "server CPU per MiB read, us")
+part2_fs() {
+    local out row k q
+    log "part 2: krunlet-bench fs, $fs_rounds rounds inside the KVM test host (a few minutes per round)"
+    out=$(in_kvm sh -c 'mkdir -p /tmp/compare-fsroot && exec "$1" fs --rounds "$2" --randread-mib 16 \
+        --randread-count 400 --seq-mib 16 --files 300 --tree-entries 3000 /tmp/compare-fsroot' \
+        compare-fs "$krunlet_bench" "$fs_rounds") || die "krunlet-bench fs failed inside the test host (its messages are above)"
+    fs_raw=$out
+    for row in "${fs_rows[@]}"; do
+        # Per-round lines: "  LABEL  K1 / Q1  K2 / Q2 ..."; with one round,
+        # the table's "LABEL | K | Q | RATIO" is all there is.
+        read -r k q < <(awk -v label="$row" '
+            index($0, "  " label) == 1 {
+                rest = substr($0, length(label) + 3); n = split(rest, w, " ")
+                for (i = 1; i + 2 <= n; i += 3) { ks = ks " " w[i]; qs = qs " " w[i + 2] }
+                per_round = 1
+            }
+            index($0, label " ") == 1 && !per_round { split($0, c, "|"); table_k = c[2]; table_q = c[3] }
+            END {
+                if (!per_round) { ks = table_k; qs = table_q }
+                gsub(/^ +| +$/, "", ks); gsub(/^ +| +$/, "", qs); gsub(/ /, ",", ks); gsub(/ /, ",", qs)
+                print ks, qs
+            }' <<<"$out")
+        [[ -n $k && -n $q ]] || die "krunlet-bench fs printed no '$row' row"
+        add_row "[test host] ${row/, us/, µs} (guest-side workload); QEMU's virtiofsd" "${k//,/ }" "${q//,/ }"
+    done
+}
+
+# The boot-time breakdown chart: one stacked bar per engine, the p50 of each
+# phase, as an SVG file (plain text; any browser shows it).
+write_chart() {
+    local file=$1 engine f v y=50 x total max=0 colors=([0]="#4e79a7" [1]="#f28e2b" [2]="#59a14f" [3]="#e15759")
+    local phases=(setup kernel init workload) names=("setup (start to first KVM_RUN)" "kernel (to init)" "init (to the workload)" "workload and exit")
+    declare -A p50
+    for engine in krunlet qemu+virtiofsd qemu+initramfs; do
+        total=0
+        for f in "${phases[@]}"; do
+            v=$(stats ${boot[$engine,$f]})
+            p50[$engine,$f]=${v%% *}
+            total=$(awk -v a="$total" -v b="${v%% *}" 'BEGIN { print a + b }')
+        done
+        p50[$engine,total]=$total
+        max=$(awk -v a="$max" -v b="$total" 'BEGIN { print (b > a) ? b : a }')
+    done
+    {
+        printf '<svg xmlns="http://www.w3.org/2000/svg" width="900" height="250" font-family="sans-serif" font-size="13">
+'
+        printf '<text x="10" y="22" font-size="15">Boot to exit of /bin/true inside the KVM test host, p50 of each phase over %s runs (ms)</text>
+' "$guest_runs"
+        for engine in krunlet qemu+virtiofsd qemu+initramfs; do
+            printf '<text x="10" y="%d">%s</text>
+' $((y + 22)) "$engine"
+            x=140
+            for f in 0 1 2 3; do
+                v=${p50[$engine,${phases[$f]}]}
+                awk -v x="$x" -v y="$y" -v v="$v" -v max="$max" -v c="${colors[$f]}" 'BEGIN {
+                    w = v / max * 620; printf "<rect x="%.1f" y="%d" width="%.1f" height="34" fill="%s"/>\n", x, y, w, c
+                    if (w > 45) printf "<text x="%.1f" y="%d" fill="white">%.0f</text>\n", x + 4, y + 22, v }'
+                x=$(awk -v x="$x" -v v="$v" -v max="$max" 'BEGIN { print x + v / max * 620 }')
+            done
+            printf '<text x="%.1f" y="%d">%.0f ms</text>
+' "$(awk -v x="$x" 'BEGIN { print x + 6 }')" $((y + 22)) "${p50[$engine,total]}"
+            y=$((y + 48))
+        done
+        x=10
+        for f in 0 1 2 3; do
+            printf '<rect x="%d" y="%d" width="14" height="14" fill="%s"/><text x="%d" y="%d">%s</text>
+' \
+                "$x" $((y + 8)) "${colors[$f]}" $((x + 20)) $((y + 20)) "${names[$f]}"
+            x=$((x + 220))
+        done
+        printf '</svg>
+'
+    } >"$file"
+}
+
+boot_raw= fs_raw=
+[[ $part == 2 ]] || part1
+if [[ $part != 1 ]]; then
+    part2_boots
+    write_chart "$chart"
+    log "boot-time breakdown chart: $chart"
+    ((fs_rounds == 0)) || part2_fs
+fi
 
 # ====================================================================== #
 # The table                                                              #
 # ====================================================================== #
 echo
-echo "krunlet vs QEMU microvm, $runs runs each; ratio = krunlet p50 / QEMU p50 (lower is better for every row)"
+echo "krunlet vs QEMU microvm; ratio = krunlet p50 / QEMU p50 (lower is better for every row)"
 echo
 print_table
 echo
 echo "- Machine: $(nproc) CPUs, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1), load $(cut -d' ' -f1-3 /proc/loadavg), /dev/kvm $([[ -e /sys/module/kvm_pvm ]] && echo kvm_pvm || echo kvm); $(qemu-system-x86_64 --version | head -n 1)."
-echo "- Kernel: $kernel ($(stat -c %s "$kernel") bytes), for both VMMs. krunlet: ${krunlet_cmd[*]}"
-echo "- QEMU: ${qemu_cmd[*]}"
-echo "- Timestamps row (the headline, no tracer): from a wall-clock stamp taken just before exec to QEMU's own trace stamp of its first KVM_RUN ioctl, and to the arrival of krunlet's 'first KVM_RUN' log line here (krunlet's line has no absolute time; the reader's wake-up counts against krunlet). strace row: strace -f -ttt -e trace=execve,ioctl, from execve to the first KVM_RUN ioctl; the tracing slows both VMMs."
-echo "- fs-host rows: krunlet-bench fs-host on $fs_host_dir, 100000 requests per kind per run. QEMU: no counterpart on the real CPU (virtiofsd is measured from the guest side, inside the KVM test host)."
-echo
-echo "Raw values (ms, run order):"
-echo "  krunlet, exec stamp to log line arrival (row 1): ${all_stamp[krunlet]# }"
-echo "  krunlet, its own log, from krun_create_ctx:      ${all_other[krunlet]# }"
-echo "  krunlet, strace (row 2):                         ${all_strace[krunlet]# }"
-echo "  krunlet, exec stamp to main()'s rootfs error:    ${all_exec# }"
-echo "  QEMU, exec stamp to its trace stamp (row 1):     ${all_stamp[qemu]# }"
-echo "  QEMU, exec stamp to trace line arrival:          ${all_other[qemu]# }"
-echo "  QEMU, strace (row 2):                            ${all_strace[qemu]# }"
-echo "Raw values (µs per request): LOOKUP ${lookup_us# }; GETATTR ${getattr_us# }; READ 4 KiB ${read_us# }"
+echo "- Kernel: $kernel ($(stat -c %s "$kernel") bytes), for both VMMs."
+if [[ $part != 2 ]]; then
+    echo "- Part 1 ($runs runs per engine, on the real CPU). krunlet: ${krunlet_cmd[*]}"
+    echo "  QEMU: ${qemu_cmd[*]}"
+    echo "  Timestamps row (the headline, no tracer): from a wall-clock stamp taken just before exec to each VMM's own wall-clock stamp of its first KVM_RUN (QEMU's kvm_vcpu_ioctl trace, krunlet's 'first KVM_RUN ... (realtime ...)' log line). strace row: strace -f -ttt -e trace=execve,ioctl, from execve to the first KVM_RUN ioctl; the tracing slows both VMMs."
+    echo "  Memory rows: krunlet-bench footprint 1 s after the first KVM_RUN (Private_Clean + Private_Dirty of /proc/PID/smaps outside the 512 MiB guest RAM range)."
+    echo "  fs-host rows: krunlet-bench fs-host on $fs_host_dir, 100000 requests per kind per run. QEMU: no counterpart on the real CPU."
+    echo
+    echo "  Raw values, run order (ms; MiB for memory):"
+    for engine in krunlet qemu; do
+        echo "    $engine: stamps ${all_stamp[$engine]# }"
+        echo "    $engine: strace ${all_strace[$engine]# }"
+        echo "    $engine: own memory ${all_own[$engine]# }; guest RAM resident ${all_guest[$engine]# }"
+    done
+    echo "    krunlet: own log from krun_create_ctx ${all_other[krunlet]# }"
+    echo "    QEMU: exec stamp to the arrival of its trace line here ${all_other[qemu]# }"
+    echo "    fs-host µs per request: LOOKUP ${lookup_us# }; GETATTR ${getattr_us# }; READ 4 KiB ${read_us# }"
+fi
+if [[ $part != 1 ]]; then
+    echo "- Part 2 (inside the KVM test host: QEMU TCG with emulated SVM, ${KRUNLET_KVMHOST_CPUS:-1} CPU, real nested KVM; absolute times are inflated, the ratios carry over). Boots: bench/compare_boot.sh, $guest_runs rounds, engines in rotating order, timed by the test host kernel's ftrace (sched_process_exec/exit, kvm_entry, kvm_pio on port 0x80). QEMU: microvm,acpi=off, -cpu host, 1 vCPU, 512 MiB, virtio console + rng, init = krunlet-boot-guest; + virtiofsd (cache=auto, one thread) or + -initrd (uncompressed cpio of the same tree). Chart: $chart."
+    echo "  Raw boot lines (engine round setup kernel init workload to_init to_exit exits):"
+    grep '^boot ' <<<"$boot_raw" | sed 's/^boot /    /'
+    grep '^krunlet-trace ' <<<"$boot_raw" | sed 's/^/    /'
+    if [[ -n $fs_raw ]]; then
+        echo "  krunlet-bench fs ($fs_rounds rounds; --randread-mib 16 --randread-count 400 --seq-mib 16 --files 300 --tree-entries 3000):"
+        sed 's/^/    /' <<<"$fs_raw"
+    fi
+fi
