@@ -31,11 +31,12 @@ struct KernelImage {
 enum class KernelPages {
     kCopy,  // memcpy; the ELF bytes are left as they were
     // The ELF bytes are a private file mapping that nothing will read again
-    // (krun_start_enter's kernel): every whole page of a segment is moved into
-    // guest RAM (GuestMemory::adopt_pages), so nothing is copied and the pages
-    // stay the file's page cache, shared by all VMMs, until the guest writes
-    // one. Pages that cannot move (alignment) are copied. The ELF bytes have
-    // holes afterwards.
+    // (krun_start_enter's kernel): every whole page of a read-only segment
+    // (no PF_W: text and rodata) is moved into guest RAM
+    // (GuestMemory::adopt_pages), so it is not copied and stays the file's
+    // page cache, shared by all VMMs, until the guest writes it. Writable
+    // segments and pages that cannot move (alignment) are copied. The ELF
+    // bytes have holes afterwards.
     kMove,
 };
 

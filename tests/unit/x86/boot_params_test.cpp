@@ -47,6 +47,21 @@ void check_map_covers_ram(const std::vector<boot_e820_entry>& map, const GuestMe
 
 }  // namespace
 
+TEST_CASE("guest RAM regions start 2 MiB-aligned in host memory, so KVM can map huge pages") {
+    // Below and above the MMIO hole: two regions, both aligned, both usable to their last byte.
+    const uint64_t bytes = (kMmioHoleStart >> 20) * (1 << 20) + 6 * (1 << 20);
+    GuestMemory mem = make_ram(bytes);
+    REQUIRE(mem.regions().size() == 2);
+    for (const auto& r : mem.regions()) {
+        CHECK(reinterpret_cast<uintptr_t>(r.host) % (2 << 20) == 0);
+        const uint8_t b = 0x5a;
+        CHECK(mem.write(r.gpa + r.size - 1, &b, 1));
+        uint8_t back = 0;
+        CHECK(mem.read(r.gpa + r.size - 1, &back, 1));
+        CHECK(back == b);
+    }
+}
+
 TEST_CASE("e820 for 64 MiB: low RAM, reserved legacy area, high RAM") {
     auto mem = make_ram(64 * kMiB);
     auto map = build_e820_map(mem);

@@ -32,14 +32,14 @@ struct ElfBuilder {
     uint64_t content_align = 1;                  // file offset alignment of each content
 
     ElfBuilder() : eh(test::x86_64_exec_header()) {}
-    void load(uint64_t paddr, std::vector<uint8_t> bytes, uint64_t memsz) {
+    void load(uint64_t paddr, std::vector<uint8_t> bytes, uint64_t memsz, uint32_t flags = PF_R | PF_X) {
         Elf64_Phdr p{};
         p.p_type = PT_LOAD;
         p.p_paddr = paddr;
         p.p_vaddr = kVirtBase + paddr;
         p.p_filesz = bytes.size();
         p.p_memsz = memsz;
-        p.p_flags = PF_R | PF_X;
+        p.p_flags = flags;
         ph.push_back(p);
         contents.push_back(std::move(bytes));
     }
@@ -131,11 +131,13 @@ TEST_CASE("ELF loader copies PT_LOAD segments and zeroes bss") {
 TEST_CASE("ELF loader kMove: whole pages of a private file mapping move into guest RAM, the rest is copied") {
     // Segment A: page-aligned in the file and in guest RAM, 3 pages + 100 bytes, then bss.
     // Segment B: page-aligned in the file but not in guest RAM, so it cannot move.
+    // Segment C: aligned like A but writable (PF_W), so it is copied: the guest would write it.
     ElfBuilder b;
     b.content_align = kPageSize;
-    const size_t a_len = 3 * kPageSize + 100, b_len = 2 * kPageSize;
+    const size_t a_len = 3 * kPageSize + 100, b_len = 2 * kPageSize, c_len = 2 * kPageSize;
     b.load(0x100000, pattern(a_len, 3), a_len + 0x2000);
     b.load(0x300800, pattern(b_len, 9), b_len);
+    b.load(0x400000, pattern(c_len, 5), c_len, PF_R | PF_W);
     b.eh.e_entry = 0x100000;
     auto elf = b.build();
 
@@ -159,6 +161,8 @@ TEST_CASE("ELF loader kMove: whole pages of a private file mapping move into gue
     const auto a = pattern(a_len, 3), bb = pattern(b_len, 9);
     CHECK(std::memcmp(mem.translate(0x100000, a_len), a.data(), a_len) == 0);
     CHECK(std::memcmp(mem.translate(0x300800, b_len), bb.data(), b_len) == 0);
+    const auto c = pattern(c_len, 5);
+    CHECK(std::memcmp(mem.translate(0x400000, c_len), c.data(), c_len) == 0);
     // The tail after p_filesz is zero, not the file's padding that shares A's last page.
     const uint8_t* bss = mem.translate(0x100000 + a_len, 0x2000);
     CHECK(std::all_of(bss, bss + 0x2000, [](uint8_t x) { return x == 0; }));
@@ -167,6 +171,7 @@ TEST_CASE("ELF loader kMove: whole pages of a private file mapping move into gue
     CHECK_FALSE(mapped(a_off, 3 * kPageSize));
     CHECK(mapped(a_off + 3 * kPageSize, kPageSize));
     CHECK(mapped(b_off, b_len));
+    CHECK(mapped(b.ph[2].p_offset, c_len));
     // The moved pages are writable for the guest, and a write never reaches the file.
     mem.translate(0x100000, 1)[0] = 0x5a;
     uint8_t first = 0;
