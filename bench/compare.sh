@@ -19,7 +19,7 @@
 #   - boot to init and boot to exit of /bin/true, and the VM exits of each
 #     boot, for krunlet, QEMU microvm + virtiofsd and QEMU microvm + an
 #     initramfs, with the same kernel and rootfs (bench/compare_boot.sh,
-#     --guest-runs rounds, default 5);
+#     --guest-runs rounds, default 10);
 #   - server CPU per FUSE request measured from the guest side, krunlet
 #     against virtiofsd (krunlet-bench fs, --fs-rounds rounds, default 3; 0
 #     leaves it out).
@@ -47,7 +47,7 @@ usage() {
 
 # ------------------------------------------------------------- options ----
 runs=10
-guest_runs=5
+guest_runs=10
 fs_rounds=3
 part=all
 kernel=
@@ -546,80 +546,82 @@ write_chart() {
         max=$(awk -v a="$max" -v b="$total" 'BEGIN { print (b > a) ? b : a }')
     done
     {
-        printf '<svg xmlns="http://www.w3.org/2000/svg" width="900" height="250" font-family="sans-serif" font-size="13">
-'
-        printf '<text x="10" y="22" font-size="15">Boot to exit of /bin/true inside the KVM test host, p50 of each phase over %s runs (ms)</text>
-' "$guest_runs"
+        printf '<svg xmlns="http://www.w3.org/2000/svg" width="900" height="250" font-family="sans-serif" font-size="13">\n'
+        printf '<text x="10" y="22" font-size="15">Boot to exit of /bin/true inside the KVM test host, p50 of each phase over %s runs (ms)</text>\n' "$guest_runs"
         for engine in krunlet qemu+virtiofsd qemu+initramfs; do
-            printf '<text x="10" y="%d">%s</text>
-' $((y + 22)) "$engine"
+            printf '<text x="10" y="%d">%s</text>\n' $((y + 22)) "$engine"
             x=140
             for f in 0 1 2 3; do
                 v=${p50[$engine,${phases[$f]}]}
-                awk -v x="$x" -v y="$y" -v v="$v" -v max="$max" -v c="${colors[$f]}" 'BEGIN {
-                    w = v / max * 620; printf "<rect x="%.1f" y="%d" width="%.1f" height="34" fill="%s"/>\n", x, y, w, c
-                    if (w > 45) printf "<text x="%.1f" y="%d" fill="white">%.0f</text>\n", x + 4, y + 22, v }'
+                awk -v x="$x" -v y="$y" -v v="$v" -v max="$max" -v c="${colors[$f]}" -v q='"' 'BEGIN {
+                    w = v / max * 620
+                    printf "<rect x=%s%.1f%s y=%s%d%s width=%s%.1f%s height=%s34%s fill=%s%s%s/>\n", q, x, q, q, y, q, q, w, q, q, q, q, c, q
+                    if (w > 45) printf "<text x=%s%.1f%s y=%s%d%s fill=%swhite%s>%.0f</text>\n", q, x + 4, q, q, y + 22, q, q, q, v }'
                 x=$(awk -v x="$x" -v v="$v" -v max="$max" 'BEGIN { print x + v / max * 620 }')
             done
-            printf '<text x="%.1f" y="%d">%.0f ms</text>
-' "$(awk -v x="$x" 'BEGIN { print x + 6 }')" $((y + 22)) "${p50[$engine,total]}"
+            printf '<text x="%.1f" y="%d">%.0f ms</text>\n' "$(awk -v x="$x" 'BEGIN { print x + 6 }')" $((y + 22)) "${p50[$engine,total]}"
             y=$((y + 48))
         done
         x=10
         for f in 0 1 2 3; do
-            printf '<rect x="%d" y="%d" width="14" height="14" fill="%s"/><text x="%d" y="%d">%s</text>
-' \
+            printf '<rect x="%d" y="%d" width="14" height="14" fill="%s"/><text x="%d" y="%d">%s</text>\n' \
                 "$x" $((y + 8)) "${colors[$f]}" $((x + 20)) $((y + 20)) "${names[$f]}"
             x=$((x + 220))
         done
-        printf '</svg>
-'
+        printf '</svg>\n'
     } >"$file"
 }
 
+# Everything runs from main, called on the last line: bash reads a script as
+# it goes, so an edit to this file during a run (which takes minutes) would
+# otherwise change what the rest of the run executes.
 boot_raw= fs_raw=
-[[ $part == 2 ]] || part1
-if [[ $part != 1 ]]; then
-    part2_boots
-    write_chart "$chart"
-    log "boot-time breakdown chart: $chart"
-    ((fs_rounds == 0)) || part2_fs
-fi
-
-# ====================================================================== #
-# The table                                                              #
-# ====================================================================== #
-echo
-echo "krunlet vs QEMU microvm; ratio = krunlet p50 / QEMU p50 (lower is better for every row)"
-echo
-print_table
-echo
-echo "- Machine: $(nproc) CPUs, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1), load $(cut -d' ' -f1-3 /proc/loadavg), /dev/kvm $([[ -e /sys/module/kvm_pvm ]] && echo kvm_pvm || echo kvm); $(qemu-system-x86_64 --version | head -n 1)."
-echo "- Kernel: $kernel ($(stat -c %s "$kernel") bytes), for both VMMs."
-if [[ $part != 2 ]]; then
-    echo "- Part 1 ($runs runs per engine, on the real CPU). krunlet: ${krunlet_cmd[*]}"
-    echo "  QEMU: ${qemu_cmd[*]}"
-    echo "  Timestamps row (the headline, no tracer): from a wall-clock stamp taken just before exec to each VMM's own wall-clock stamp of its first KVM_RUN (QEMU's kvm_vcpu_ioctl trace, krunlet's 'first KVM_RUN ... (realtime ...)' log line). strace row: strace -f -ttt -e trace=execve,ioctl, from execve to the first KVM_RUN ioctl; the tracing slows both VMMs."
-    echo "  Memory rows: krunlet-bench footprint 1 s after the first KVM_RUN (Private_Clean + Private_Dirty of /proc/PID/smaps outside the 512 MiB guest RAM range)."
-    echo "  fs-host rows: krunlet-bench fs-host on $fs_host_dir, 100000 requests per kind per run. QEMU: no counterpart on the real CPU."
-    echo
-    echo "  Raw values, run order (ms; MiB for memory):"
-    for engine in krunlet qemu; do
-        echo "    $engine: stamps ${all_stamp[$engine]# }"
-        echo "    $engine: strace ${all_strace[$engine]# }"
-        echo "    $engine: own memory ${all_own[$engine]# }; guest RAM resident ${all_guest[$engine]# }"
-    done
-    echo "    krunlet: own log from krun_create_ctx ${all_other[krunlet]# }"
-    echo "    QEMU: exec stamp to the arrival of its trace line here ${all_other[qemu]# }"
-    echo "    fs-host µs per request: LOOKUP ${lookup_us# }; GETATTR ${getattr_us# }; READ 4 KiB ${read_us# }"
-fi
-if [[ $part != 1 ]]; then
-    echo "- Part 2 (inside the KVM test host: QEMU TCG with emulated SVM, ${KRUNLET_KVMHOST_CPUS:-1} CPU, real nested KVM; absolute times are inflated, the ratios carry over). Boots: bench/compare_boot.sh, $guest_runs rounds, engines in rotating order, timed by the test host kernel's ftrace (sched_process_exec/exit, kvm_entry, kvm_pio on port 0x80). QEMU: microvm,acpi=off, -cpu host, 1 vCPU, 512 MiB, virtio console + rng, init = krunlet-boot-guest; + virtiofsd (cache=auto, one thread) or + -initrd (uncompressed cpio of the same tree). Chart: $chart."
-    echo "  Raw boot lines (engine round setup kernel init workload to_init to_exit exits):"
-    grep '^boot ' <<<"$boot_raw" | sed 's/^boot /    /'
-    grep '^krunlet-trace ' <<<"$boot_raw" | sed 's/^/    /'
-    if [[ -n $fs_raw ]]; then
-        echo "  krunlet-bench fs ($fs_rounds rounds; --randread-mib 16 --randread-count 400 --seq-mib 16 --files 300 --tree-entries 3000):"
-        sed 's/^/    /' <<<"$fs_raw"
+main() {
+    [[ $part == 2 ]] || part1
+    if [[ $part != 1 ]]; then
+        part2_boots
+        write_chart "$chart"
+        log "boot-time breakdown chart: $chart"
+        ((fs_rounds == 0)) || part2_fs
     fi
-fi
+
+    # ====================================================================== #
+    # The table                                                              #
+    # ====================================================================== #
+    echo
+    echo "krunlet vs QEMU microvm; ratio = krunlet p50 / QEMU p50 (lower is better for every row)"
+    echo
+    print_table
+    echo
+    echo "- Machine: $(nproc) CPUs, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1), load $(cut -d' ' -f1-3 /proc/loadavg), /dev/kvm $([[ -e /sys/module/kvm_pvm ]] && echo kvm_pvm || echo kvm); $(qemu-system-x86_64 --version | head -n 1)."
+    echo "- Kernel: $kernel ($(stat -c %s "$kernel") bytes), for both VMMs."
+    if [[ $part != 2 ]]; then
+        echo "- Part 1 ($runs runs per engine, on the real CPU). krunlet: ${krunlet_cmd[*]}"
+        echo "  QEMU: ${qemu_cmd[*]}"
+        echo "  Timestamps row (the headline, no tracer): from a wall-clock stamp taken just before exec to each VMM's own wall-clock stamp of its first KVM_RUN (QEMU's kvm_vcpu_ioctl trace, krunlet's 'first KVM_RUN ... (realtime ...)' log line). strace row: strace -f -ttt -e trace=execve,ioctl, from execve to the first KVM_RUN ioctl; the tracing slows both VMMs."
+        echo "  Memory rows: krunlet-bench footprint 1 s after the first KVM_RUN (Private_Clean + Private_Dirty of /proc/PID/smaps outside the 512 MiB guest RAM range)."
+        echo "  fs-host rows: krunlet-bench fs-host on $fs_host_dir, 100000 requests per kind per run. QEMU: no counterpart on the real CPU."
+        echo
+        echo "  Raw values, run order (ms; MiB for memory):"
+        for engine in krunlet qemu; do
+            echo "    $engine: stamps ${all_stamp[$engine]# }"
+            echo "    $engine: strace ${all_strace[$engine]# }"
+            echo "    $engine: own memory ${all_own[$engine]# }; guest RAM resident ${all_guest[$engine]# }"
+        done
+        echo "    krunlet: own log from krun_create_ctx ${all_other[krunlet]# }"
+        echo "    QEMU: exec stamp to the arrival of its trace line here ${all_other[qemu]# }"
+        echo "    fs-host µs per request: LOOKUP ${lookup_us# }; GETATTR ${getattr_us# }; READ 4 KiB ${read_us# }"
+    fi
+    if [[ $part != 1 ]]; then
+        echo "- Part 2 (inside the KVM test host: QEMU TCG with emulated SVM, ${KRUNLET_KVMHOST_CPUS:-1} CPU, real nested KVM; absolute times are inflated, the ratios carry over). Boots: bench/compare_boot.sh, $guest_runs rounds, engines in rotating order, timed by the test host kernel's ftrace (sched_process_exec/exit, kvm_entry, kvm_pio on port 0x80). QEMU: microvm,acpi=off, -cpu host, 1 vCPU, 512 MiB, virtio console + rng, init = krunlet-boot-guest; + virtiofsd (cache=auto, one thread) or + -initrd (uncompressed cpio of the same tree). Chart: $chart."
+        echo "  Raw boot lines (engine round setup kernel init workload to_init to_exit exits):"
+        grep '^boot ' <<<"$boot_raw" | sed 's/^boot /    /'
+        grep '^krunlet-trace ' <<<"$boot_raw" | sed 's/^/    /'
+        if [[ -n $fs_raw ]]; then
+            echo "  krunlet-bench fs ($fs_rounds rounds; --randread-mib 16 --randread-count 400 --seq-mib 16 --files 300 --tree-entries 3000):"
+            sed 's/^/    /' <<<"$fs_raw"
+        fi
+    fi
+}
+
+main
