@@ -18,9 +18,9 @@
 #
 # How it measures (docs/performance.md, "Part 2"). ftrace in the test host's
 # kernel records, on one clock (mono):
-#   sched_process_exec   each process start: the first is the boot's start
-#                        (krunlet; virtiofsd for qemu+virtiofsd, which QEMU
-#                        needs running before it starts);
+#   sched_process_exec   the exec of the engine's first process is the boot's
+#                        start (krunlet; virtiofsd for qemu+virtiofsd, which
+#                        QEMU needs running before it starts);
 #   kvm_entry            each entry into the guest: the first is the first
 #                        KVM_RUN, and their count is the VM exits (every exit
 #                        but the last is followed by an entry);
@@ -162,11 +162,18 @@ run_qemu_initramfs() {
         </dev/null >/dev/null 2>"$work/vmm.err" || true
 }
 
-# The VMM's executable, whose exec and exit bound the boot, per engine.
+# The VMM's executable, whose exit ends the boot, and the engine's first
+# executable, whose exec starts it (virtiofsd runs before QEMU).
 vmm_binary() {
     case $1 in
         krunlet) echo "$krunlet" ;;
         *) command -v qemu-system-x86_64 ;;
+    esac
+}
+first_binary() {
+    case $1 in
+        qemu+virtiofsd) echo "$virtiofsd" ;;
+        *) vmm_binary "$1" ;;
     esac
 }
 
@@ -176,8 +183,8 @@ vmm_binary() {
 #   "  krunlet-123  [000] d..1.  45.678901: kvm_entry: vcpu 0, rip 0x..."
 # and sched_process_exec names the file and pid:
 #   "... sched_process_exec: filename=/usr/bin/qemu-system-x86_64 pid=123 old_pid=123"
-parse_trace() {  # parse_trace ENGINE RUN VMM_PATH TRACE_FILE
-    awk -v engine="$1" -v run="$2" -v vmm="$3" '
+parse_trace() {  # parse_trace ENGINE RUN VMM_PATH FIRST_PATH TRACE_FILE
+    awk -v engine="$1" -v run="$2" -v vmm="$3" -v first="$4" '
         function field(name,   i) {
             for (i = 1; i <= NF; i++) if (index($i, name "=") == 1) return substr($i, length(name) + 2)
             return ""
@@ -188,7 +195,9 @@ parse_trace() {  # parse_trace ENGINE RUN VMM_PATH TRACE_FILE
             if (ts == "") next
         }
         ev == "sched_process_exec:" {
-            if (start == "") start = ts
+            # Only the engine'"'"'s first process counts: the harness execs
+            # helpers too (rm, sleep).
+            if (field("filename") == first && start == "") start = ts
             if (field("filename") == vmm && vmm_pid == "") vmm_pid = field("pid")
         }
         ev == "kvm_entry:" { entries++; if (first_run == "") first_run = ts }
@@ -197,7 +206,7 @@ parse_trace() {  # parse_trace ENGINE RUN VMM_PATH TRACE_FILE
         ev == "sched_process_exit:" && vmm_pid != "" && field("pid") == vmm_pid { end = ts }
         END {
             missing = ""
-            if (start == "") missing = missing " process start (sched_process_exec)"
+            if (start == "") missing = missing " exec of " first
             if (vmm_pid == "") missing = missing " exec of " vmm
             if (first_run == "") missing = missing " first KVM_RUN (kvm_entry)"
             if (init == "") missing = missing " init start (port 0x80 = 0x4b)"
@@ -208,7 +217,7 @@ parse_trace() {  # parse_trace ENGINE RUN VMM_PATH TRACE_FILE
             printf "boot %s %d %.3f %.3f %.3f %.3f %.3f %.3f %d\n", engine, run,
                 (first_run - start) * ms, (init - first_run) * ms, (work - init) * ms, (end - work) * ms,
                 (init - start) * ms, (end - start) * ms, entries
-        }' "$4"
+        }' "$5"
 }
 
 traced_boot() {  # traced_boot ENGINE RUN
@@ -224,7 +233,7 @@ traced_boot() {  # traced_boot ENGINE RUN
     overrun=$(awk '/^overrun:/ { n += $2 } END { print n + 0 }' "$tracing"/per_cpu/cpu*/stats)
     [[ $overrun == 0 ]] || die "the trace buffer overran ($overrun events lost) during $engine run $run: raise buffer_size_kb"
     [[ -z $out ]] || cp "$tracing/trace" "$out/$engine-$run.trace"
-    if ! line=$(parse_trace "$engine" "$run" "$(vmm_binary "$engine")" "$tracing/trace"); then
+    if ! line=$(parse_trace "$engine" "$run" "$(vmm_binary "$engine")" "$(first_binary "$engine")" "$tracing/trace"); then
         log "$engine run $run: the trace lacks the$(sed 's/^missing://' <<<"$line"); the VMM's stderr:"
         sed 's/^/  /' "$work/vmm.err" | tail -n 15 >&2
         die "$engine run $run did not boot to its end"

@@ -7,6 +7,8 @@
 
 #include <cstdlib>
 #include <nlohmann/json.hpp>
+#include <map>
+#include <sstream>
 #include <string>
 
 #include "vm_runner.h"
@@ -25,7 +27,18 @@ TEST_CASE("echo reaches stdout and exit code 0") {
     RUN_INFO(r);
     CHECK(r.status == 0);
     CHECK(r.out == "hello from krunlet\n");
-    CHECK(r.err.find("boot-trace: setup_ms=") != std::string::npos);
+    // Every phase was seen: init's two port writes (start, workload fork) reached the VMM.
+    const auto pos = r.err.find("boot-trace: ");
+    REQUIRE(pos != std::string::npos);
+    std::istringstream line(r.err.substr(pos + 12, r.err.find('\n', pos) - pos - 12));
+    std::map<std::string, double> f;
+    for (std::string kv; line >> kv;)
+        if (auto eq = kv.find('='); eq != std::string::npos) f[kv.substr(0, eq)] = std::stod(kv.substr(eq + 1));
+    for (const char* k : {"setup_ms", "kernel_ms", "init_ms", "workload_ms", "total_ms"}) {
+        INFO(k);
+        CHECK(f[k] > 0);
+    }
+    CHECK(f["setup_ms"] + f["kernel_ms"] + f["init_ms"] + f["workload_ms"] <= f["total_ms"] + 0.01);
 }
 
 TEST_CASE("exit codes: 7, not found 127, not executable 126, SIGKILL 137") {
