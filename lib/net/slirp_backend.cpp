@@ -224,10 +224,7 @@ Result<std::unique_ptr<SlirpBackend>> SlirpBackend::create(virtio::DeviceEnv& en
     b->guest_addr_ = guest->s_addr;
     b->host_addr_ = host->s_addr;
     b->guest_mac_ = o.guest_mac;
-    auto api = slirp_api();
-    if (!api.ok()) return api.error();
-    b->api_ = *api;
-    Slirp* s = b->api_->new_slirp(&cfg, &kCallbacks, b.get());
+    Slirp* s = ::slirp_new(&cfg, &kCallbacks, b.get());
     if (s == nullptr) return make_error(EINVAL, "slirp: slirp_new refused the configuration");
     b->slirp_ = s;
     return b;
@@ -238,7 +235,7 @@ SlirpBackend::SlirpBackend(virtio::DeviceEnv& env) : env_(env) {}
 SlirpBackend::~SlirpBackend() {
     if (started_) env_.unwatch(epoll_.get());
     // Closes every socket slirp owns; may free timers, so before timers_ goes.
-    if (slirp_ != nullptr) api_->cleanup(slirp_);
+    if (slirp_ != nullptr) ::slirp_cleanup(slirp_);
 }
 
 Result<void> SlirpBackend::add_hostfwd(std::string_view host_addr, uint16_t host_port, uint16_t guest_port) {
@@ -263,7 +260,7 @@ Result<void> SlirpBackend::add_hostfwd(std::string_view host_addr, uint16_t host
     if (guest->s_addr == 0) return make_error(EINVAL, what + ": the guest address may not be 0.0.0.0");
     if ((ntohl(guest->s_addr) >> 24) == 127) teach_arp(guest->s_addr);
     errno = 0;
-    if (api_->add_hostfwd(slirp_, 0, *addr, host_port, *guest, guest_port) != 0) {
+    if (::slirp_add_hostfwd(slirp_, 0, *addr, host_port, *guest, guest_port) != 0) {
         // slirp keeps bind()'s errno (EADDRINUSE, EACCES below 1024, ...).
         const int e = errno != 0 ? errno : EADDRINUSE;
         std::string hint = e == EADDRINUSE ? " (host port " + std::to_string(host_port) +
@@ -284,7 +281,7 @@ Result<void> SlirpBackend::remove_hostfwd(std::string_view host_addr, uint16_t h
     if (!addr.ok()) return addr.error();
     // slirp finds the listener by getsockname(), so the address must be the
     // one it was added with.
-    if (api_->remove_hostfwd(slirp_, 0, *addr, host_port) != 0)
+    if (::slirp_remove_hostfwd(slirp_, 0, *addr, host_port) != 0)
         return make_error(ENOENT, "no port forward listens on " + addr_text + ":" + std::to_string(host_port));
     kick();
     return {};
@@ -305,7 +302,7 @@ void SlirpBackend::teach_arp(uint32_t ip_be) {
     std::memcpy(f + 28, &ip_be, 4);               // sender IP
     std::memset(f + 32, 0xff, 6);                 // target MAC (slirp does not look)
     std::memcpy(f + 38, &host_addr_, 4);          // target IP: slirp
-    api_->input(slirp_, f, sizeof f);
+    ::slirp_input(slirp_, f, sizeof f);
 }
 
 Result<void> SlirpBackend::start() {
@@ -333,7 +330,7 @@ Result<void> SlirpBackend::send_to_host(std::span<const uint8_t> frame) {
     // slirp parses the frame (it is guest-controlled) with its own checks;
     // replies it can give at once (ARP, ICMP to 10.0.2.2) reach the sink
     // before this returns.
-    api_->input(slirp_, frame.data(), static_cast<int>(frame.size()));
+    ::slirp_input(slirp_, frame.data(), static_cast<int>(frame.size()));
     // It may have opened a socket (a new flow) or queued data for one: run a
     // cycle before the loop sleeps so both are watched.
     kick();
@@ -368,14 +365,14 @@ void SlirpBackend::poll_once() {
         int r = ::poll(pollfds_.data(), pollfds_.size(), 0);
         if (r < 0) select_error = 1;  // EINTR/ENOMEM: slirp skips its sockets this time
     }
-    api_->pollfds_poll(slirp_, select_error, SlirpGlue::get_revents, this);
+    ::slirp_pollfds_poll(slirp_, select_error, SlirpGlue::get_revents, this);
     refill();
 }
 
 void SlirpBackend::refill() {
     pollfds_.clear();
     uint32_t timeout = UINT32_MAX;
-    api_->pollfds_fill(slirp_, &timeout, SlirpGlue::add_poll, this);
+    ::slirp_pollfds_fill(slirp_, &timeout, SlirpGlue::add_poll, this);
     sync_epoll();
     arm_timer(timeout);
 }
@@ -452,7 +449,7 @@ void SlirpBackend::run_due_timers() {
         if (t->cb != nullptr)
             t->cb(t->cb_opaque);
         else
-            api_->handle_timer(slirp_, t->id, t->cb_opaque);
+            ::slirp_handle_timer(slirp_, t->id, t->cb_opaque);
     }
 }
 

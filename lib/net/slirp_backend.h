@@ -35,7 +35,6 @@
 #include "base/fd.h"
 #include "base/result.h"
 #include "net/backend.h"
-#include "net/slirp_api.h"
 #include "virtio/device.h"
 
 struct Slirp;
@@ -119,7 +118,6 @@ private:
 
     virtio::DeviceEnv& env_;
     std::vector<std::unique_ptr<Timer>> timers_;  // before slirp_: freed after slirp_cleanup()
-    const SlirpApi* api_ = nullptr;  // libslirp, loaded on first use (net/slirp_api.h)
     Slirp* slirp_ = nullptr;       // owned: slirp_cleanup() in the destructor
     uint32_t guest_addr_ = 0;      // network byte order
     std::array<uint8_t, 6> guest_mac_{};  // the source of the guest's last frame (or the option)
