@@ -23,13 +23,13 @@
 #include <cstdio>
 #include <cstring>
 
+#include "base/control_protocol.h"  // the port and the values krunlet's init writes
+
 namespace {
 
-constexpr unsigned short kDebugPort = 0x80;      // control::kDebugPort
-constexpr unsigned char kInitStarted = 0x4b;     // control::kInitStarted
-constexpr unsigned char kWorkloadStarting = 0x57;  // control::kWorkloadStarting
+using krunlet::control::kDebugPort;
 
-void mark(unsigned char value, bool have_port) {
+void mark(uint8_t value, bool have_port) {
     if (have_port) ::outb(value, kDebugPort);
 }
 
@@ -45,7 +45,7 @@ void mark(unsigned char value, bool have_port) {
 
 int main(int argc, char** argv) {
     const bool have_port = ::ioperm(kDebugPort, 1, 1) == 0;
-    mark(kInitStarted, have_port);
+    mark(krunlet::control::kInitStarted, have_port);
     if (!have_port) std::fprintf(stderr, "krunlet-boot-guest: ioperm(0x80): %s; no boot marks\n", std::strerror(errno));
 
     // The kernel passes the words after "--" on its command line as argv[1..].
@@ -55,7 +55,7 @@ int main(int argc, char** argv) {
     char* fallback[] = {default_cmd, nullptr};
     char** cmd = first < argc ? argv + first : fallback;
 
-    mark(kWorkloadStarting, have_port);
+    mark(krunlet::control::kWorkloadStarting, have_port);
     pid_t pid = ::fork();
     if (pid == 0) {
         ::execv(cmd[0], cmd);
