@@ -19,19 +19,23 @@
 
 namespace krunlet::init {
 
-void announce_start() {
+namespace {
+
+// One byte to the debug port, which init keeps (ioperm) for itself: ioperm(2)
+// rights are not passed on by fork, so the workload never gets the port.
+void announce(uint8_t value) {
 #if defined(__x86_64__) || defined(__i386__)
-    if (::ioperm(control::kDebugPort, 1, 1) == 0) ::outb(control::kInitStarted, control::kDebugPort);
+    if (::ioperm(control::kDebugPort, 1, 1) == 0) ::outb(value, control::kDebugPort);
+#else
+    (void)value;
 #endif
 }
 
-void announce_workload() {
-#if defined(__x86_64__) || defined(__i386__)
-    // Written by init itself, before the fork: ioperm(2) rights are not passed
-    // on by fork, so the workload never gets the port.
-    if (::ioperm(control::kDebugPort, 1, 1) == 0) ::outb(control::kWorkloadStarting, control::kDebugPort);
-#endif
-}
+}  // namespace
+
+void announce_start() { announce(control::kInitStarted); }
+
+void announce_workload() { announce(control::kWorkloadStarting); }
 
 Result<void> open_console() {
     int fd = -1;
