@@ -530,46 +530,41 @@ part2_fs() {
 }
 
 # The boot-time breakdown chart: one stacked bar per engine, the p50 of each
-# phase, as an SVG file (plain text; any browser shows it).
+# phase, as an SVG file (plain text; any browser shows it). One line per
+# engine goes to awk ("ENGINE SETUP KERNEL INIT WORKLOAD"), which lays it out.
 write_chart() {
-    local file=$1 engine f v y=50 x total max=0 colors=([0]="#4e79a7" [1]="#f28e2b" [2]="#59a14f" [3]="#e15759")
-    local phases=(setup kernel init workload) names=("setup (start to first KVM_RUN)" "kernel (to init)" "init (to the workload)" "workload and exit")
-    declare -A p50
+    local file=$1 engine f line
     for engine in krunlet qemu+virtiofsd qemu+initramfs; do
-        total=0
-        for f in "${phases[@]}"; do
-            v=$(stats ${boot[$engine,$f]})
-            p50[$engine,$f]=${v%% *}
-            total=$(awk -v a="$total" -v b="${v%% *}" 'BEGIN { print a + b }')
+        line=$engine
+        for f in setup kernel init workload; do
+            line+=" $(stats ${boot[$engine,$f]} | cut -d' ' -f1)"
         done
-        p50[$engine,total]=$total
-        max=$(awk -v a="$max" -v b="$total" 'BEGIN { print (b > a) ? b : a }')
-    done
-    {
-        printf '<svg xmlns="http://www.w3.org/2000/svg" width="900" height="250" font-family="sans-serif" font-size="13">\n'
-        printf '<text x="10" y="22" font-size="15">Boot to exit of /bin/true inside the KVM test host, p50 of each phase over %s runs (ms)</text>\n' "$guest_runs"
-        for engine in krunlet qemu+virtiofsd qemu+initramfs; do
-            printf '<text x="10" y="%d">%s</text>\n' $((y + 22)) "$engine"
-            x=140
-            for f in 0 1 2 3; do
-                v=${p50[$engine,${phases[$f]}]}
-                awk -v x="$x" -v y="$y" -v v="$v" -v max="$max" -v c="${colors[$f]}" -v q='"' 'BEGIN {
-                    w = v / max * 620
-                    printf "<rect x=%s%.1f%s y=%s%d%s width=%s%.1f%s height=%s34%s fill=%s%s%s/>\n", q, x, q, q, y, q, q, w, q, q, q, q, c, q
-                    if (w > 45) printf "<text x=%s%.1f%s y=%s%d%s fill=%swhite%s>%.0f</text>\n", q, x + 4, q, q, y + 22, q, q, q, v }'
-                x=$(awk -v x="$x" -v v="$v" -v max="$max" 'BEGIN { print x + v / max * 620 }')
-            done
-            printf '<text x="%.1f" y="%d">%.0f ms</text>\n' "$(awk -v x="$x" 'BEGIN { print x + 6 }')" $((y + 22)) "${p50[$engine,total]}"
-            y=$((y + 48))
-        done
-        x=10
-        for f in 0 1 2 3; do
-            printf '<rect x="%d" y="%d" width="14" height="14" fill="%s"/><text x="%d" y="%d">%s</text>\n' \
-                "$x" $((y + 8)) "${colors[$f]}" $((x + 20)) $((y + 20)) "${names[$f]}"
-            x=$((x + 220))
-        done
-        printf '</svg>\n'
-    } >"$file"
+        echo "$line"
+    done | awk -v runs="$guest_runs" '
+        function attr(name, value) { return sprintf(" %s=\"%s\"", name, value) }
+        { n++; engine[n] = $1; total[n] = 0
+          for (f = 1; f <= 4; f++) { v[n, f] = $(f + 1); total[n] += $(f + 1) }
+          if (total[n] > max) max = total[n] }
+        END {
+            split("#4e79a7 #f28e2b #59a14f #e15759", color, " ")
+            split("setup (start to first KVM_RUN)|kernel (to init)|init (to the workload)|workload and exit", name, "|")
+            printf "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"900\" height=\"250\" font-family=\"sans-serif\" font-size=\"13\">\n"
+            printf "<text x=\"10\" y=\"22\" font-size=\"15\">Boot to exit of /bin/true inside the KVM test host, p50 of each phase over %s runs (ms)</text>\n", runs
+            for (i = 1; i <= n; i++) {
+                y = 2 + 48 * i; x = 140
+                printf "<text x=\"10\" y=\"%d\">%s</text>\n", y + 22, engine[i]
+                for (f = 1; f <= 4; f++) {
+                    w = v[i, f] / max * 620
+                    printf "<rect%s%s%s%s%s/>\n", attr("x", sprintf("%.1f", x)), attr("y", y), attr("width", sprintf("%.1f", w)), attr("height", 34), attr("fill", color[f])
+                    if (w > 45) printf "<text%s%s%s>%.0f</text>\n", attr("x", sprintf("%.1f", x + 4)), attr("y", y + 22), attr("fill", "white"), v[i, f]
+                    x += w
+                }
+                printf "<text x=\"%.1f\" y=\"%d\">%.0f ms</text>\n", x + 6, y + 22, total[i]
+            }
+            for (f = 1; f <= 4; f++)
+                printf "<rect x=\"%d\" y=\"%d\" width=\"14\" height=\"14\" fill=\"%s\"/><text x=\"%d\" y=\"%d\">%s</text>\n", 10 + 220 * (f - 1), 2 + 48 * (n + 1) + 8, color[f], 30 + 220 * (f - 1), 2 + 48 * (n + 1) + 20, name[f]
+            printf "</svg>\n"
+        }' >"$file"
 }
 
 # Everything runs from main, called on the last line: bash reads a script as
