@@ -28,8 +28,13 @@ CLI::App* add_fs_command(CLI::App& app, FsOptions& o, const std::string& bin_dir
 int run_fs(const FsOptions& o);
 
 struct FsHostOptions {
-    long iterations = 100000;
-    std::string dir;  // default: a fresh directory under $TMPDIR, /dev/shm or /tmp
+    long iterations = 20000;
+    int depth = 1;
+    std::string only;  // comma-separated measurement names; empty = all
+    int rounds = 3;
+    std::string engines = "krunlet,virtiofsd";
+    std::string virtiofsd = "/usr/lib/qemu/virtiofsd";
+    std::string dir;  // default: $TMPDIR, /dev/shm or /tmp; each run makes its own directory in it
 };
 CLI::App* add_fs_host_command(CLI::App& app, FsHostOptions& o);
 int run_fs_host(const FsHostOptions& o);

@@ -17,6 +17,7 @@
 #include "engine_common.h"
 #include "fs_workload.h"
 #include "proc_cpu.h"
+#include "virtiofsd_process.h"
 
 namespace krunlet::bench {
 namespace {
@@ -74,48 +75,6 @@ std::vector<std::string> guest_argv(const EngineConfig& cfg) {
     return v;
 }
 
-// A private directory for virtiofsd's socket, removed with what is in it.
-class SocketDir {
-public:
-    static Result<SocketDir> create() {
-        const char* tmp = std::getenv("TMPDIR");
-        std::string tmpl = std::string(tmp && *tmp ? tmp : "/tmp") + "/krunlet-fsbench-XXXXXX";
-        if (::mkdtemp(tmpl.data()) == nullptr) return errno_error("mkdtemp " + tmpl);
-        SocketDir d;
-        d.dir_ = tmpl;
-        return d;
-    }
-    SocketDir(SocketDir&& o) noexcept : dir_(std::exchange(o.dir_, std::string())) {}
-    SocketDir(const SocketDir&) = delete;
-    SocketDir& operator=(const SocketDir&) = delete;
-    SocketDir& operator=(SocketDir&&) = delete;
-    ~SocketDir() {
-        if (dir_.empty()) return;
-        (void)remove_tree(dir_);
-        // virtiofsd locks its socket with a pid file named after the socket's path, '/' turned
-        // into '.', under /run/virtiofsd (its local state dir), and leaves it there.
-        std::string name = socket();
-        std::replace(name.begin(), name.end(), '/', '.');
-        ::unlink(("/run/virtiofsd/" + name + ".pid").c_str());
-    }
-    std::string socket() const { return dir_ + "/virtiofsd.sock"; }
-
-private:
-    SocketDir() = default;
-    std::string dir_;
-};
-
-Result<void> wait_for_socket(const std::string& path, Child& owner) {
-    auto until = Clock::now() + std::chrono::seconds(20);
-    while (Clock::now() < until) {
-        struct stat st{};
-        if (::stat(path.c_str(), &st) == 0 && S_ISSOCK(st.st_mode)) return ok_result();
-        if (owner.wait_until(Clock::now())) break;
-        std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    }
-    return make_error(EIO, "virtiofsd did not create " + path + "; its stderr:\n" + owner.stderr_tail());
-}
-
 }  // namespace
 
 Result<EngineRun> run_krunlet(const EngineConfig& cfg) {
@@ -136,27 +95,10 @@ Result<EngineRun> run_krunlet(const EngineConfig& cfg) {
 }
 
 Result<EngineRun> run_qemu(const EngineConfig& cfg) {
-    auto sock_dir = SocketDir::create();
-    if (!sock_dir.ok()) return sock_dir.error();
-    std::string sock = sock_dir->socket();
-    // Settings that match krunlet's server (docs/bench.md, "What is matched").
-    std::vector<std::string> vfs_argv{cfg.virtiofsd,
-                                      "--socket-path=" + sock,
-                                      "--thread-pool-size=0",
-                                      "-o", "source=" + cfg.rootfs,
-                                      "-o", "cache=auto",
-                                      "-o", "sandbox=chroot",
-                                      "-o", "xattr",
-                                      "-o", "no_killpriv_v2",
-                                      "-o", "no_posix_lock",
-                                      "-o", "no_flock",
-                                      "-o", "no_writeback",
-                                      "-o", "readdirplus",
-                                      "-o", "log_level=warn"};
     auto start = Clock::now();
-    auto vfs = Child::spawn(vfs_argv, false);
+    auto vfs = Virtiofsd::start(cfg.virtiofsd, cfg.rootfs);
     if (!vfs.ok()) return vfs.error();
-    KRUNLET_CHECK(wait_for_socket(sock, *vfs));
+    const std::string& sock = vfs->socket();
 
     // No "--" before init's arguments: QEMU appends its virtio_mmio.device= words at the end,
     // and the kernel would hand them to init instead of parsing them. Words the kernel does not
@@ -188,7 +130,7 @@ Result<EngineRun> run_qemu(const EngineConfig& cfg) {
     auto qemu = Child::spawn(qemu_argv, true);
     if (!qemu.ok()) return qemu.error();
     pid_t qemu_pid = qemu->pid();
-    pid_t vfs_pid = vfs->pid();
+    pid_t vfs_pid = vfs->process().pid();
     Sampler sample = [qemu_pid, vfs_pid]() -> Result<PhaseCpu> {
         auto server = sample_threads(vfs_pid, [](const std::string&) { return false; });
         if (!server.ok()) return server.error();
@@ -197,18 +139,16 @@ Result<EngineRun> run_qemu(const EngineConfig& cfg) {
         return PhaseCpu{server->other_s, vmm->other_s, vmm->matched_s};
     };
     auto run = drive(*qemu, sample, vfs_pid, cfg, "qemu", start);
-    // virtiofsd leaves when QEMU closes the vhost-user socket.
-    if (!vfs->wait_until(Clock::now() + std::chrono::seconds(10))) vfs->kill_and_wait();
-    if (!run.ok() && !vfs->stderr_tail().empty())
-        return make_error(run.error().code, run.error().message + "virtiofsd stderr:\n" + vfs->stderr_tail());
+    if (!run.ok() && !vfs->process().stderr_tail().empty())
+        return make_error(run.error().code,
+                          run.error().message + "virtiofsd stderr:\n" + vfs->process().stderr_tail());
     return run;
 }
 
 std::string qemu_settings_summary() {
     return "QEMU: -M microvm,acpi=off -enable-kvm -cpu host, memfd RAM share=on, vhost-user-fs-device, "
-           "serial console, guest program as init.\n"
-           "virtiofsd: cache=auto, sandbox=chroot, --thread-pool-size=0 (one serving thread, like krunlet), "
-           "xattr, no_killpriv_v2, no_posix_lock, no_flock, no_writeback, readdirplus.";
+           "serial console, guest program as init.\n" +
+           std::string(virtiofsd_settings_summary());
 }
 
 }  // namespace krunlet::bench

@@ -2,12 +2,14 @@
 
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <poll.h>
 #include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <cstring>
+#include <string>
 
 namespace krunlet::bench {
 
@@ -53,23 +55,30 @@ void VirtqDriver::EventFdInterrupt::raise() {
     (void)!::write(fd_.get(), &one, sizeof one);
 }
 
-Result<std::unique_ptr<VirtqDriver>> VirtqDriver::create(virtio::Device& dev, BenchLoop& loop, uint16_t queue_size,
-                                                         size_t ram_bytes) {
-    std::unique_ptr<VirtqDriver> d(new VirtqDriver(dev, loop));
-    void* p = ::mmap(nullptr, ram_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+Result<std::unique_ptr<VirtqDriver>> VirtqDriver::create_detached(std::span<const uint16_t> max_sizes,
+                                                                  uint16_t queue_size, size_t ram_bytes,
+                                                                  bool one_kick) {
+    std::unique_ptr<VirtqDriver> d(new VirtqDriver());
+    if (one_kick) {
+        d->one_kick_ = UniqueFd(::eventfd(0, EFD_CLOEXEC));
+        if (!d->one_kick_.valid()) return errno_error("eventfd");
+    }
+    // A memfd, so that another process can map the same pages (vhost-user's SET_MEM_TABLE).
+    d->memfd_ = UniqueFd(::memfd_create("krunlet-bench-ram", MFD_CLOEXEC));
+    if (!d->memfd_.valid()) return errno_error("memfd_create");
+    if (::ftruncate(d->memfd_.get(), static_cast<off_t>(ram_bytes)) != 0) return errno_error("ftruncate of the memfd");
+    void* p = ::mmap(nullptr, ram_bytes, PROT_READ | PROT_WRITE, MAP_SHARED, d->memfd_.get(), 0);
     if (p == MAP_FAILED) return errno_error("mmap of the driver's memory");
     d->ram_ = Mapping(p, ram_bytes);
-    constexpr uint64_t kBase = 0x100000;
-    d->mem_ = std::make_unique<GuestMemory>(GuestMemory::wrap({MemoryRegion{kBase, ram_bytes, d->ram_.data()}}));
-    d->next_ = kBase;
+    d->mem_ = std::make_unique<GuestMemory>(GuestMemory::wrap({MemoryRegion{kRamBase, ram_bytes, d->ram_.data()}}));
+    d->next_ = kRamBase;
     d->irq_ = std::make_unique<EventFdInterrupt>();
     if (!d->irq_->valid()) return errno_error("eventfd");
-    auto sizes = dev.queue_max_sizes();
-    d->queues_.reserve(sizes.size());
-    for (size_t i = 0; i < sizes.size(); ++i) {
-        d->queues_.emplace_back(sizes[i]);
+    d->queues_.reserve(max_sizes.size());
+    for (uint16_t max : max_sizes) {
+        d->queues_.emplace_back(max);
         Ring r;
-        r.size = std::min<uint16_t>(queue_size, sizes[i]);
+        r.size = std::min(queue_size, max);
         auto desc = d->alloc(16u * r.size, 16);
         auto avail = d->alloc(6 + 2u * r.size, 2);
         auto used = d->alloc(6 + 8u * r.size, 4);
@@ -82,6 +91,16 @@ Result<std::unique_ptr<VirtqDriver>> VirtqDriver::create(virtio::Device& dev, Be
         if (!r.kick.valid()) return errno_error("eventfd");
         d->rings_.push_back(std::move(r));
     }
+    return d;
+}
+
+Result<std::unique_ptr<VirtqDriver>> VirtqDriver::create(virtio::Device& dev, BenchLoop& loop, uint16_t queue_size,
+                                                         size_t ram_bytes) {
+    auto made = create_detached(dev.queue_max_sizes(), queue_size, ram_bytes);
+    if (!made.ok()) return made.error();
+    std::unique_ptr<VirtqDriver> d = std::move(*made);
+    d->dev_ = &dev;
+    d->loop_ = &loop;
     // The kick path of the VMM: an ioeventfd read on the event loop, then queue_notify.
     for (size_t i = 0; i < d->rings_.size(); ++i) {
         int fd = d->rings_[i].kick.get();
@@ -97,16 +116,28 @@ Result<std::unique_ptr<VirtqDriver>> VirtqDriver::create(virtio::Device& dev, Be
 }
 
 VirtqDriver::~VirtqDriver() {
-    for (auto& r : rings_) loop_.unwatch(r.kick.get());
+    if (loop_ != nullptr)
+        for (auto& r : rings_) loop_->unwatch(r.kick.get());
 }
 
 Result<void> VirtqDriver::activate(uint64_t features) {
+    if (dev_ == nullptr) return make_error(EINVAL, "activate() needs an in-process device");
+    return activate(*dev_, features);
+}
+
+Result<void> VirtqDriver::activate(virtio::Device& dev, uint64_t features) {
+    dev_ = &dev;
     for (size_t i = 0; i < queues_.size(); ++i) {
         const Ring& r = rings_[i];
         queues_[i].config() = virtio::QueueConfig{r.size, r.desc, r.avail, r.used, true};
         KRUNLET_CHECK(queues_[i].activate(*mem_, false));
     }
-    return dev_.activate(virtio::ActivateArgs{*mem_, queues_, features, *irq_});
+    return dev.activate(virtio::ActivateArgs{*mem_, queues_, features, *irq_});
+}
+
+VirtqDriver::RingLayout VirtqDriver::layout(uint16_t qi) const {
+    const Ring& r = rings_.at(qi);
+    return RingLayout{r.size, r.desc, r.avail, r.used};
 }
 
 Result<uint64_t> VirtqDriver::alloc(size_t len, size_t align) {
@@ -144,7 +175,17 @@ std::optional<uint16_t> VirtqDriver::post(uint16_t qi, const std::vector<Segment
 
 void VirtqDriver::kick(uint16_t qi) {
     uint64_t one = 1;
-    (void)!::write(rings_.at(qi).kick.get(), &one, sizeof one);
+    (void)!::write(kick_fd(qi), &one, sizeof one);
+}
+
+void VirtqDriver::interrupt_after(uint16_t qi, uint16_t count) {
+    Ring& r = rings_.at(qi);
+    // used_event sits after the avail ring's entries.
+    const auto event = static_cast<uint16_t>(r.used_seen + count - 1);
+    std::atomic_ref<uint16_t>(*reinterpret_cast<uint16_t*>(host(r.avail + 4 + 2ull * r.size, 2)))
+        .store(event, std::memory_order_release);
+    // The device's used->idx store and our field must not pass each other (§2.7.10's barrier).
+    std::atomic_thread_fence(std::memory_order_seq_cst);
 }
 
 void VirtqDriver::take_used(uint16_t qi, std::vector<UsedElem>& out) {
@@ -161,6 +202,34 @@ void VirtqDriver::take_used(uint16_t qi, std::vector<UsedElem>& out) {
         for (auto id : it->second) r.free.push_back(id);
         r.chains.erase(it);
         out.push_back({static_cast<uint16_t>(head), len});
+    }
+}
+
+Result<void> VirtqDriver::wait_used(uint16_t qi, std::span<const uint16_t> heads, std::span<uint32_t> lens,
+                                    int timeout_ms) {
+    std::vector<UsedElem> got;
+    size_t left = heads.size();
+    std::vector<bool> done(heads.size());
+    while (true) {
+        take_used(qi, got);
+        for (const auto& u : got)
+            for (size_t i = 0; i < heads.size(); ++i)
+                if (!done[i] && heads[i] == u.head) {
+                    done[i] = true;
+                    lens[i] = u.len;
+                    --left;
+                    break;
+                }
+        if (left == 0) return ok_result();
+        got.clear();
+        pollfd p{irq_->fd(), POLLIN, 0};
+        int n = ::poll(&p, 1, timeout_ms);
+        if (n < 0 && errno != EINTR) return errno_error("poll of the interrupt eventfd");
+        if (n == 0)
+            return make_error(ETIMEDOUT, "the device did not complete a request within " +
+                                             std::to_string(timeout_ms) + " ms");
+        uint64_t v;
+        (void)!::read(irq_->fd(), &v, sizeof v);  // nonblocking; a racing reader only empties it
     }
 }
 

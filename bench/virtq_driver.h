@@ -1,11 +1,15 @@
-// A scripted virtio driver for host-only benchmarks (krunlet-bench net-host): it plays the
-// guest's side of one device's split virtqueues (virtio 1.2 §2.7) in an anonymous mapping that
-// the device sees as guest RAM, and raises the device's queue notifications the way the VMM
-// gets them, through an eventfd per queue watched by an epoll loop (DeviceEnv), like an
-// ioeventfd. The device's interrupt writes an eventfd, as the VMM's irqfd does.
+// A scripted virtio driver for host-only benchmarks (krunlet-bench net-host and fs-host): it
+// plays the guest's side of a device's split virtqueues (virtio 1.2 §2.7) in a shared memfd
+// mapping that the device sees as guest RAM. Each queue's notification is an eventfd, as an
+// ioeventfd is in the VMM, and the device's interrupt writes one more eventfd, as the VMM's
+// irqfd does.
 //
-// Everything runs on the caller's thread. Only BenchLoop::run_once() runs device code, so
-// timing it with the thread's CPU clock measures what the VMM's event loop thread would spend.
+// Two kinds of device sit behind it:
+//  - an in-process virtio::Device: the kick eventfds are watched by an epoll loop (BenchLoop,
+//    a DeviceEnv), and only BenchLoop::run_once() runs device code, so timing that thread's
+//    CPU measures what the VMM's thread would spend;
+//  - another process (virtiofsd, through vhost_user_frontend.h): it maps the memfd and is
+//    handed the kick and interrupt eventfds.
 #pragma once
 
 #include <sys/types.h>
@@ -15,6 +19,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <span>
 #include <vector>
 
 #include "base/fd.h"
@@ -57,10 +62,32 @@ public:
     // of memory for rings and buffers. The device's queues are notified through `loop`.
     static Result<std::unique_ptr<VirtqDriver>> create(virtio::Device& dev, BenchLoop& loop, uint16_t queue_size,
                                                        size_t ram_bytes);
+    // The same for a device served elsewhere (another process, or a thread of the caller's
+    // that activates it with activate(dev, ...)), whose queues have these maximum sizes. With
+    // `one_kick`, every queue is kicked through the same blocking eventfd, as the VMM's
+    // own-thread devices are (one ioeventfd without datamatch: lib/vmm/device_slot.h).
+    static Result<std::unique_ptr<VirtqDriver>> create_detached(std::span<const uint16_t> max_sizes,
+                                                                uint16_t queue_size, size_t ram_bytes,
+                                                                bool one_kick = false);
     ~VirtqDriver();
 
-    // DRIVER_OK: program the queues and activate the device.
+    // DRIVER_OK for the in-process device: program the queues and activate it.
     Result<void> activate(uint64_t features);
+    Result<void> activate(virtio::Device& dev, uint64_t features);
+
+    // What another process needs to serve the queues.
+    struct RingLayout {
+        uint16_t size;
+        uint64_t desc, avail, used;  // guest-physical
+    };
+    size_t queue_count() const { return rings_.size(); }
+    RingLayout layout(uint16_t qi) const;
+    int kick_fd(uint16_t qi) const { return one_kick_.valid() ? one_kick_.get() : rings_.at(qi).kick.get(); }
+    int interrupt_fd() const { return irq_->fd(); }
+    int memory_fd() const { return memfd_.get(); }
+    uint64_t ram_base() const { return kRamBase; }
+    size_t ram_size() const { return ram_.size(); }
+    uint8_t* ram() const { return ram_.data(); }
     // Memory for buffers (never freed).
     Result<uint64_t> alloc(size_t len, size_t align = 64);
     uint8_t* host(uint64_t gpa, size_t len) const { return mem_->translate(gpa, len); }
@@ -69,8 +96,16 @@ public:
     std::optional<uint16_t> post(uint16_t qi, const std::vector<Segment>& segs);
     // Tells the device (the ioeventfd write of a guest's kick).
     void kick(uint16_t qi);
+    // With VIRTIO_RING_F_EVENT_IDX: asks for the interrupt only once `count` more chains of the
+    // queue are used (used_event, virtio 1.2 §2.7.10). Call it before posting them.
+    void interrupt_after(uint16_t qi, uint16_t count);
     // Used entries since the last call; their descriptors are free again.
     void take_used(uint16_t qi, std::vector<UsedElem>& out);
+    // Blocks until every chain of `heads` in queue `qi` is used (interrupts in between are
+    // consumed) and stores their used lengths in `lens`, in the same order; an error after
+    // `timeout_ms` without an interrupt. Other chains of the queue used meanwhile are freed and
+    // dropped (the callers have no others in flight).
+    Result<void> wait_used(uint16_t qi, std::span<const uint16_t> heads, std::span<uint32_t> lens, int timeout_ms);
     size_t free_descriptors(uint16_t qi) const { return rings_.at(qi).free.size(); }
 
 private:
@@ -82,12 +117,13 @@ private:
         std::map<uint16_t, std::vector<uint16_t>> chains;  // head -> its descriptors
         UniqueFd kick;
     };
-    // The VMM's irqfd: one eventfd write per interrupt (nobody reads it here; the counter does
-    // not fill up in practice).
+    // The VMM's irqfd: one eventfd write per interrupt. wait_used() reads it; net-host never
+    // does (the counter does not fill up in practice).
     class EventFdInterrupt final : public virtio::Interrupt {
     public:
         EventFdInterrupt();
         bool valid() const { return fd_.valid(); }
+        int fd() const { return fd_.get(); }
         void signal_used() override { raise(); }
         void signal_config() override { raise(); }
 
@@ -95,10 +131,13 @@ private:
         void raise();
         UniqueFd fd_;
     };
-    VirtqDriver(virtio::Device& dev, BenchLoop& loop) : dev_(dev), loop_(loop) {}
+    static constexpr uint64_t kRamBase = 0x100000;
+    VirtqDriver() = default;
 
-    virtio::Device& dev_;
-    BenchLoop& loop_;
+    virtio::Device* dev_ = nullptr;  // in-process only
+    BenchLoop* loop_ = nullptr;      // in-process only
+    UniqueFd memfd_;
+    UniqueFd one_kick_;  // with one_kick: the queues' shared, blocking eventfd
     Mapping ram_;
     std::unique_ptr<GuestMemory> mem_;
     uint64_t next_ = 0;

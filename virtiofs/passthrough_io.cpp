@@ -93,7 +93,9 @@ Result<size_t> PassthroughFs::read(uint64_t, uint64_t fh, uint64_t offset, std::
     // Common case: one preadv fills the reply or stops at end of file.
     ssize_t r;
     do {
-        r = ::preadv(fd, dst.data(), static_cast<int>(cnt), static_cast<off_t>(offset));
+        // One buffer (the usual 4 KiB page): pread skips copying an iovec array into the kernel.
+        r = cnt == 1 ? ::pread(fd, dst[0].iov_base, dst[0].iov_len, static_cast<off_t>(offset))
+                     : ::preadv(fd, dst.data(), static_cast<int>(cnt), static_cast<off_t>(offset));
     } while (r < 0 && errno == EINTR);
     if (r < 0) return fail(errno);
     size_t total = static_cast<size_t>(r);
@@ -130,21 +132,27 @@ Result<size_t> PassthroughFs::write(uint64_t, uint64_t fh, uint64_t offset, std:
     size_t want = 0;
     for (const iovec& v : data) want += v.iov_len;
     if (!fits_off_t(offset) || !fits_off_t(offset + want)) return fail(EFBIG);
-    // A private copy of the iovec array: a short write advances through it.
+    const int fd = (*h)->fd.get();
+    if (want == 0) return size_t{0};
+
+    // Common case: one call writes it all. One buffer (a 4 KiB page, or a payload the guest
+    // sent in one piece) goes to pwrite, which copies no iovec array into the kernel.
+    ssize_t r;
+    do {
+        r = data.size() == 1 ? ::pwrite(fd, data[0].iov_base, data[0].iov_len, static_cast<off_t>(offset))
+                             : ::pwritev(fd, data.data(), static_cast<int>(std::min<size_t>(data.size(), IOV_MAX)),
+                                         static_cast<off_t>(offset));
+    } while (r < 0 && errno == EINTR);
+    if (r < 0) return fail(errno);
+    size_t total = static_cast<size_t>(r);
+    if (r == 0 || total == want) return total;
+
+    // A short write (signals, more pieces than IOV_MAX): carry on from where it stopped, on a
+    // private copy of the iovec array.
     std::vector<struct iovec> rest(data.begin(), data.end());
     size_t first = 0;
-    size_t total = 0;
-    while (total < want) {
-        int count = static_cast<int>(std::min<size_t>(rest.size() - first, IOV_MAX));
-        ssize_t r = ::pwritev((*h)->fd.get(), rest.data() + first, count, static_cast<off_t>(offset + total));
-        if (r < 0) {
-            if (errno == EINTR) continue;
-            if (total > 0) break;  // a short write (e.g. ENOSPC midway) reports the part written
-            return fail(errno);
-        }
-        if (r == 0) break;
-        total += static_cast<size_t>(r);
-        for (auto left = static_cast<size_t>(r); left > 0 && first < rest.size();) {
+    auto advance = [&](size_t left) {
+        while (left > 0 && first < rest.size()) {
             iovec& v = rest[first];
             size_t step = std::min(left, v.iov_len);
             v.iov_base = static_cast<uint8_t*>(v.iov_base) + step;
@@ -152,6 +160,18 @@ Result<size_t> PassthroughFs::write(uint64_t, uint64_t fh, uint64_t offset, std:
             left -= step;
             if (v.iov_len == 0) ++first;
         }
+    };
+    advance(total);
+    while (total < want) {
+        int count = static_cast<int>(std::min<size_t>(rest.size() - first, IOV_MAX));
+        ssize_t n = ::pwritev(fd, rest.data() + first, count, static_cast<off_t>(offset + total));
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            break;  // a short write (e.g. ENOSPC midway) reports the part written
+        }
+        if (n == 0) break;
+        total += static_cast<size_t>(n);
+        advance(static_cast<size_t>(n));
     }
     return total;
 }

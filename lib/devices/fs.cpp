@@ -112,8 +112,8 @@ uint32_t FsDevice::serve_chain(const virtio::DescriptorChain& chain) {
     chain.copy_from_readable(0, request_);
     tail_.clear();
     if (copy_len < in_len) readable_iovecs_from(chain, copy_len, tail_);
-    auto out = chain.writable_iovecs();
-    size_t n = server_->handle(request_, out, tail_);
+    chain.writable_iovecs(out_);
+    size_t n = server_->handle(request_, out_, tail_);
     // The server never reports more than it was given room for; clamp anyway
     // so a bug there cannot make us claim bytes the guest did not get.
     return static_cast<uint32_t>(std::min(n, chain.writable_bytes()));

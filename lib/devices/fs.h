@@ -67,6 +67,7 @@ private:
     virtio::Interrupt* irq_ = nullptr;
     std::vector<uint8_t> request_;  // the current request, gathered; reused
     std::vector<iovec> tail_;       // a WRITE payload in guest memory; reused
+    std::vector<iovec> out_;        // the reply's buffers in guest memory; reused
 };
 
 }  // namespace krunlet::devices

@@ -180,9 +180,14 @@ size_t DescriptorChain::copy_to_writable(size_t offset, std::span<const uint8_t>
 
 std::vector<struct iovec> DescriptorChain::writable_iovecs() const {
     std::vector<struct iovec> v;
-    v.reserve(writable_.size());
-    for (const Buffer& b : writable_) v.push_back(iovec{b.data, b.len});
+    writable_iovecs(v);
     return v;
+}
+
+void DescriptorChain::writable_iovecs(std::vector<struct iovec>& out) const {
+    out.clear();
+    out.reserve(writable_.size());
+    for (const Buffer& b : writable_) out.push_back(iovec{b.data, b.len});
 }
 
 // ---- Queue ----------------------------------------------------------------
@@ -297,6 +302,10 @@ std::variant<std::monostate, DescriptorChain, QueueError> Queue::pop() {
     DescriptorChain chain;
     chain.head_ = head;
     chain.ticket_ = DescriptorChain::Ticket(generation_);
+    chain.readable_ = std::move(spare_readable_);
+    chain.writable_ = std::move(spare_writable_);
+    chain.readable_.clear();
+    chain.writable_.clear();
     if (auto err = walk_chain(head, chain)) return *err;
     ++next_avail_;
     return chain;
@@ -376,6 +385,8 @@ void Queue::add_used(DescriptorChain&& chain, uint32_t written) {
     std::atomic_thread_fence(std::memory_order_release);
     ++next_used_;
     store_le16(used_ + 2, next_used_, std::memory_order_relaxed);
+    spare_readable_ = std::move(c.readable_);
+    spare_writable_ = std::move(c.writable_);
 }
 
 bool Queue::needs_interrupt() {

@@ -68,6 +68,8 @@ public:
     size_t copy_to_writable(size_t offset, std::span<const uint8_t> in) const;
     // The writable buffers as iovecs (for preadv, FUSE replies, ...).
     std::vector<struct iovec> writable_iovecs() const;
+    // The same into `out` (cleared first), for a caller that reuses one vector per request.
+    void writable_iovecs(std::vector<struct iovec>& out) const;
 
 private:
     friend class Queue;
@@ -150,6 +152,10 @@ private:
     uint8_t* desc_ = nullptr;
     uint8_t* avail_ = nullptr;
     uint8_t* used_ = nullptr;
+    // The buffer lists of the last chain add_used() took back, handed to the next pop() with
+    // their capacity: a device serving one request at a time then allocates nothing per chain.
+    std::vector<Buffer> spare_readable_;
+    std::vector<Buffer> spare_writable_;
 };
 
 }  // namespace krunlet::virtio
