@@ -16,6 +16,7 @@
 #include <sys/eventfd.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/statfs.h>
 #include <unistd.h>
 
@@ -629,6 +630,32 @@ Result<HostRun> run_virtiofsd(const HostConfig& c) {
     return run;
 }
 
+// What the host kernel charges for the system call each request needs, with no server around
+// it: READ's pread of 4 KiB at the same offsets into a shared mapping (the copy from the page
+// cache is most of it) and GETATTR's fstat. No server can cost less per request than these.
+Result<void> print_syscall_floor(const std::string& base, long n) {
+    auto dir = RunDir::create(base, "floor");
+    if (!dir.ok()) return dir.error();
+    UniqueFd fd(::open((dir->path() + "/data").c_str(), O_RDONLY | O_CLOEXEC));
+    if (!fd.valid()) return errno_error("open " + dir->path() + "/data");
+    static constexpr uint16_t kNoQueues[] = {kQueueSize};
+    auto mem = VirtqDriver::create_detached(kNoQueues, kQueueSize, kDriverRam);  // a memfd, like guest RAM
+    if (!mem.ok()) return mem.error();
+    uint8_t* buf = (*mem)->ram() + (kDriverRam / 2);
+    double t0 = thread_cpu_s();
+    for (long i = 0; i < n; ++i)
+        if (::pread(fd.get(), buf + (i % 32) * 4096, 4096, off_t(uint64_t(i) * 2654435761u % 16384) * 4096) != 4096)
+            return errno_error("pread");
+    double t1 = thread_cpu_s();
+    struct stat st{};
+    for (long i = 0; i < n; ++i)
+        if (::syscall(SYS_fstat, fd.get(), &st) != 0) return errno_error("fstat");
+    double t2 = thread_cpu_s();
+    std::printf("system call alone (this thread, no server): pread 4 KiB %.2f µs, fstat %.2f µs\n",
+                (t1 - t0) * 1e6 / double(n), (t2 - t1) * 1e6 / double(n));
+    return ok_result();
+}
+
 struct HostMetric {
     std::string label;
     MetricGetter<HostRun> get;
@@ -737,6 +764,8 @@ int run_fs_host(const FsHostOptions& o) {
         }
     }
     print_compare_rows(TableLayout{44, 10, "krunlet", "virtiofsd"}, host_metrics(), run_pair(engines));
+    if (auto f = print_syscall_floor(cfg.base, o.iterations); !f.ok())
+        std::fprintf(stderr, "krunlet-bench fs-host: system call floor: %s\n", f.error().message.c_str());
     std::printf("ratio = krunlet / virtiofsd, the median of the per-round ratios; lower is better.\n"
                 "server CPU: krunlet's serving thread (fs device + server); all of virtiofsd. Each engine serves on\n"
                 "its own thread, woken by an eventfd kick per batch of --depth requests.\n"

@@ -1,6 +1,7 @@
 // PassthroughFs: construction and the name operations (see passthrough.h for the policy).
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <climits>
@@ -15,7 +16,10 @@ namespace krunlet::fs {
 
 Result<struct stat> stat_fd(int fd) {
     struct stat st {};
-    if (::fstatat(fd, "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) return fail(errno);
+    // The fstat system call itself: glibc's fstat() is fstatat(fd, "", AT_EMPTY_PATH), whose
+    // empty path the kernel still copies in and checks (about 0.1 µs of GETATTR's ~0.7 here).
+    // An O_PATH fd of a symlink stats the link, as AT_SYMLINK_NOFOLLOW would.
+    if (::syscall(SYS_fstat, fd, &st) != 0) return fail(errno);
     return st;
 }
 
