@@ -179,6 +179,40 @@ TEST_CASE_FIXTURE(Fixture, "a readable+writable chain round-trips through the us
     CHECK(drv.used_elem(3) == std::pair<uint32_t, uint32_t>{0, 1});
 }
 
+TEST_CASE_FIXTURE(Fixture, "a chain popped after a completion holds only its own buffers") {
+    // add_used() hands the completed chain's buffer lists to the next pop() for reuse; nothing
+    // of the old chain may show through.
+    activate();
+    drv.post(0, {{kData, 8, false}, {kData + 8, 8, false}, {kData + 16, 8, false}, {kData + 0x100, 32, true}});
+    auto big = take_chain(q);
+    REQUIRE(big.readable().size() == 3);
+    q.add_used(std::move(big), 32);
+
+    drv.post(4, {{kData + 0x200, 4, true}});
+    auto writable_only = take_chain(q);
+    CHECK(writable_only.readable().empty());
+    CHECK(writable_only.readable_bytes() == 0);
+    REQUIRE(writable_only.writable().size() == 1);
+    CHECK(writable_only.writable()[0].data == ram.host(kData + 0x200));
+    CHECK(writable_only.writable_bytes() == 4);
+    // A chain still held keeps its lists while another one is popped and completed.
+    drv.post(5, {{kData + 0x300, 2, false}});
+    auto held = take_chain(q);
+    q.add_used(std::move(writable_only), 4);
+    drv.post(6, {{kData + 0x400, 6, false}, {kData + 0x500, 6, true}});
+    auto next = take_chain(q);
+    REQUIRE(held.readable().size() == 1);
+    CHECK(held.readable()[0].data == ram.host(kData + 0x300));
+    REQUIRE(next.readable().size() == 1);
+    CHECK(next.readable()[0].data == ram.host(kData + 0x400));
+    REQUIRE(next.writable().size() == 1);
+    CHECK(next.writable_bytes() == 6);
+    q.add_used(std::move(held), 0);
+    q.add_used(std::move(next), 6);
+    CHECK(drv.used_idx() == 4);
+    CHECK(drv.used_elem(3) == std::pair<uint32_t, uint32_t>{6, 6});
+}
+
 TEST_CASE_FIXTURE(Fixture, "copy helpers and iovecs span buffer boundaries") {
     activate();
     std::memcpy(ram.host(kData), "abcd", 4);
