@@ -433,7 +433,8 @@ part1() {
     fi
     log "part 1: krunlet-bench fs-host ($engines), $runs runs"
     local -A fs_k=() fs_v=()
-    local kinds=(LOOKUP GETATTR READ CREATE) kind
+    # fs-host's row labels, up to the goal's '*' mark.
+    local kinds=("LOOKUP (known inode)" "GETATTR" "READ 4 KiB" "CREATE (new file, opened)") kind
     fs_host_dir=
     for ((i = 1; i <= runs; i++)); do
         out=$(nice taskset -c "$(($(nproc) - 1))" "$krunlet_bench" fs-host --rounds 1 --depth 32 \
@@ -442,17 +443,15 @@ part1() {
         [[ -n $fs_host_dir ]] || fs_host_dir=$(sed -n '1s/^krunlet-bench fs-host: \([^ ]*\) .*/\1/p' <<<"$out")
         # Rows look like "server CPU µs, GETATTR *   |   0.71 |   0.96 |   0.75x".
         for kind in "${kinds[@]}"; do
-            fs_k[$kind]+=" $(awk -F'|' -v k="$kind" 'index($1, "server CPU µs, " k) == 1 { gsub(/ /, "", $2); print $2 }' <<<"$out")"
-            fs_v[$kind]+=" $(awk -F'|' -v k="$kind" 'index($1, "server CPU µs, " k) == 1 { gsub(/ /, "", $3); print $3 }' <<<"$out")"
+            fs_k[$kind]+=" $(awk -F'|' -v k="server CPU µs, $kind *" 'index($1, k) == 1 { gsub(/ /, "", $2); print $2 }' <<<"$out")"
+            fs_v[$kind]+=" $(awk -F'|' -v k="server CPU µs, $kind *" 'index($1, k) == 1 { gsub(/ /, "", $3); print $3 }' <<<"$out")"
         done
     done
-    local v label
+    local v
     for kind in "${kinds[@]}"; do
         v=${fs_v[$kind]}
         [[ $engines == krunlet ]] && v=-
-        label=$kind
-        [[ $kind == READ ]] && label="4 KiB READ"
-        add_row "server CPU per $label, µs (fs-host; QEMU column: virtiofsd)" "${fs_k[$kind]}" "$v"
+        add_row "server CPU per $kind, µs (fs-host; QEMU column: virtiofsd)" "${fs_k[$kind]}" "$v"
     done
 }
 
