@@ -196,8 +196,10 @@ TEST_CASE("net: without --publish the guest's listeners are mirrored, follow the
     while (wide == taken) wide = free_port();
 
     const std::string script =
+        // The files first, as a list of their own: "a && b && httpd &" would put the whole list
+        // in the background, racing the other servers' start against the mkdir.
         "mkdir -p /tmp/www /tmp/lo && echo served-by-mirroring > /tmp/www/index.html && "
-        "echo loopback-only > /tmp/lo/index.html && "
+        "echo loopback-only > /tmp/lo/index.html || exit 1; "
         "httpd -f -p " + std::to_string(wide) + " -h /tmp/www & w=$!; "
         "httpd -f -p 127.0.0.1:" + std::to_string(lo) + " -h /tmp/lo & "
         "httpd -f -p " + std::to_string(taken) + " -h /tmp/www & "
