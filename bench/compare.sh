@@ -442,9 +442,11 @@ part1() {
             die "krunlet-bench fs-host failed"
         [[ -n $fs_host_dir ]] || fs_host_dir=$(sed -n '1s/^krunlet-bench fs-host: \([^ ]*\) .*/\1/p' <<<"$out")
         # Rows look like "server CPU µs, GETATTR *   |   0.71 |   0.96 |   0.75x".
+        local pair
         for kind in "${kinds[@]}"; do
-            fs_k[$kind]+=" $(awk -F'|' -v k="server CPU µs, $kind *" 'index($1, k) == 1 { gsub(/ /, "", $2); print $2 }' <<<"$out")"
-            fs_v[$kind]+=" $(awk -F'|' -v k="server CPU µs, $kind *" 'index($1, k) == 1 { gsub(/ /, "", $3); print $3 }' <<<"$out")"
+            pair=$(awk -F'|' -v k="server CPU µs, $kind *" 'index($1, k) == 1 { gsub(/ /, ""); print $2, $3 }' <<<"$out")
+            fs_k[$kind]+=" ${pair% *}"
+            fs_v[$kind]+=" ${pair#* }"
         done
     done
     local v

@@ -1,17 +1,13 @@
 #include "fs_engines.h"
 
 #include <dirent.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
-#include <algorithm>
-#include <cstdlib>
 #include <deque>
 #include <functional>
-#include <thread>
 
 #include "child_process.h"
 #include "engine_common.h"

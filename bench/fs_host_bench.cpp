@@ -448,8 +448,18 @@ Result<void> bench_readdirplus(ServedFs& fs, Channel& h, const std::string& dir,
     return remove_tree(sub);
 }
 
-// The measurements --only may name (host_metrics() labels them).
-constexpr const char* kKinds[] = {"lookup", "getattr", "read", "create", "write", "lookup_new", "unlink", "readdirplus"};
+// The measurements: their --only names and table labels. '*' marks the four requests issue 3's
+// goal names (docs/bench.md).
+struct Kind {
+    const char* key;
+    const char* label;
+};
+constexpr Kind kKinds[] = {
+    {"lookup", "LOOKUP (known inode) *"}, {"getattr", "GETATTR *"},
+    {"read", "READ 4 KiB *"},             {"create", "CREATE (new file, opened) *"},
+    {"write", "WRITE 4 KiB"},             {"lookup_new", "LOOKUP (new inode)"},
+    {"unlink", "UNLINK"},                 {"readdirplus", "READDIRPLUS, per entry"},
+};
 
 // The whole request script against one server whose root is `dir`, `depth` requests in flight;
 // only the measurements in `only` (all if empty). create, lookup_new and unlink run together.
@@ -661,14 +671,7 @@ struct HostMetric {
     MetricGetter<HostRun> get;
 };
 
-// Rows marked '*' are the four requests issue 3's goal names (docs/bench.md).
 std::vector<HostMetric> host_metrics() {
-    static const std::pair<const char*, const char*> kinds[] = {
-        {"lookup", "LOOKUP (known inode) *"},      {"getattr", "GETATTR *"},
-        {"read", "READ 4 KiB *"},                   {"create", "CREATE (new file, opened) *"},
-        {"write", "WRITE 4 KiB"},                   {"lookup_new", "LOOKUP (new inode)"},
-        {"unlink", "UNLINK"},                       {"readdirplus", "READDIRPLUS, per entry"},
-    };
     std::vector<HostMetric> m;
     auto getter = [](bool cpu, std::string key) -> MetricGetter<HostRun> {
         return [cpu, key](const HostRun& r) -> std::optional<double> {
@@ -678,8 +681,8 @@ std::vector<HostMetric> host_metrics() {
             return it->second;
         };
     };
-    for (auto [key, label] : kinds) m.push_back({std::string("server CPU µs, ") + label, getter(true, key)});
-    for (auto [key, label] : kinds) m.push_back({std::string("round trip µs, ") + label, getter(false, key)});
+    for (const Kind& k : kKinds) m.push_back({std::string("server CPU µs, ") + k.label, getter(true, k.key)});
+    for (const Kind& k : kKinds) m.push_back({std::string("round trip µs, ") + k.label, getter(false, k.key)});
     return m;
 }
 
@@ -717,7 +720,7 @@ CLI::App* add_fs_host_command(CLI::App& app, FsHostOptions& o) {
 int run_fs_host(const FsHostOptions& o) {
     HostConfig cfg{o.dir.empty() ? default_base() : o.dir, o.iterations, o.depth, {}, o.virtiofsd};
     for (const auto& k : o.only.empty() ? std::vector<std::string>{} : split_engines(o.only)) {
-        if (std::find(std::begin(kKinds), std::end(kKinds), k) == std::end(kKinds)) {
+        if (std::none_of(std::begin(kKinds), std::end(kKinds), [&](const Kind& kind) { return k == kind.key; })) {
             std::fprintf(stderr, "krunlet-bench fs-host: unknown measurement '%s' in --only (lookup, getattr, read, "
                                  "create, write, lookup_new, unlink, readdirplus)\n", k.c_str());
             return 1;

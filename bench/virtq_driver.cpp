@@ -87,8 +87,10 @@ Result<std::unique_ptr<VirtqDriver>> VirtqDriver::create_detached(std::span<cons
         r.avail = *avail;
         r.used = *used;
         for (int k = r.size - 1; k >= 0; --k) r.free.push_back(static_cast<uint16_t>(k));
-        r.kick = UniqueFd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
-        if (!r.kick.valid()) return errno_error("eventfd");
+        if (!one_kick) {
+            r.kick = UniqueFd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+            if (!r.kick.valid()) return errno_error("eventfd");
+        }
         d->rings_.push_back(std::move(r));
     }
     return d;
