@@ -52,6 +52,8 @@ constexpr uint16_t kQueueSize = 128;        // both queues, both servers
 constexpr size_t kDriverRam = 8u << 20;     // rings, one request and one reply buffer
 constexpr size_t kBufferBytes = (size_t{1} << 20) + 4096;
 constexpr int kReplyTimeoutMs = 10000;
+constexpr uint64_t kDataPages = 16384;      // the data file: 64 MiB, more than the CPU caches hold
+constexpr uint64_t kCachedPages = 32;       // READ 4 KiB, data in CPU cache: the first 128 KiB
 constexpr const char* kServeThread = "virtio-fs";
 
 // Request bytes: fuse_in_header, then the op's argument structs and strings.
@@ -79,6 +81,12 @@ public:
         bytes_.insert(bytes_.end(), n, fill);
         return *this;
     }
+    // The reply must be an error (any errno: the servers need not agree on which).
+    Request& expect_failure() {
+        expect_failure_ = true;
+        return *this;
+    }
+    bool expects_failure() const { return expect_failure_; }
     uint32_t opcode() const {
         fuse_in_header h;
         std::memcpy(&h, bytes_.data(), sizeof h);
@@ -96,6 +104,7 @@ public:
 
 private:
     std::vector<uint8_t> bytes_;
+    bool expect_failure_ = false;
 };
 
 // The serving side of one engine, behind the virtqueues of driver().
@@ -210,8 +219,9 @@ public:
         return batch(std::span<Request* const>(&one, 1), what);
     }
 
-    // Sends the requests (all FORGETs or none) and waits for every reply; an error reply ends
-    // the benchmark (it would measure nothing).
+    // Sends the requests (all FORGETs or none) and waits for every reply; a reply that is not
+    // the one expected (an error, or a success where an error was asked for) ends the
+    // benchmark (it would measure nothing).
     Result<void> batch(std::span<Request* const> rs, const char* what) {
         if (rs.empty() || rs.size() > kMaxDepth) return make_error(EINVAL, std::string(what) + ": bad batch size");
         heads_.clear();
@@ -248,8 +258,10 @@ public:
             if (oh.len != lens[i] || oh.unique != uniques_[i])
                 return make_error(EIO, std::string(what) + ": malformed reply");
             bodies_[i] = lens[i] - sizeof oh;
-            if (oh.error != 0)
+            if (rs[i]->expects_failure() != (oh.error != 0)) {
+                if (oh.error == 0) return make_error(EIO, std::string(what) + " succeeded; it should have failed");
                 return make_error(-oh.error, std::string(what) + " failed: " + std::strerror(-oh.error));
+            }
         }
         return ok_result();
     }
@@ -459,6 +471,8 @@ constexpr Kind kKinds[] = {
     {"read", "READ 4 KiB *"},             {"create", "CREATE (new file, opened) *"},
     {"write", "WRITE 4 KiB"},             {"lookup_new", "LOOKUP (new inode)"},
     {"unlink", "UNLINK"},                 {"readdirplus", "READDIRPLUS, per entry"},
+    {"read_cached", "READ 4 KiB, CPU-cached data"},
+    {"unknown", "GETATTR of an unknown node"},
 };
 
 // The whole request script against one server whose root is `dir`, `depth` requests in flight;
@@ -500,20 +514,36 @@ Result<HostRun> run_script(ServedFs& fs, const std::string& dir, long iters, int
         r.obj(fuse_getattr_in{});
         return r;
     }));
-    // 4 KiB reads at pseudo-random page offsets of the 64 MiB file (host page cache warm).
-    if (want("read")) KRUNLET_CHECK(timed(fs, h, run, "read", iters, depth, "READ", [&](long i) {
+    // A node id no server hands out: the reply is an error, after no work (krunlet: ESTALE from
+    // its table) or a failing system call (virtiofsd: fstatat(-1) gives EBADF). What is left
+    // is each server's fixed cost per request, its share of the wake-up included.
+    if (want("unknown")) KRUNLET_CHECK(timed(fs, h, run, "unknown", iters, depth, "GETATTR (unknown node)", [&](long) {
+        Request r(FUSE_GETATTR, uint64_t{1} << 62);
+        r.obj(fuse_getattr_in{}).expect_failure();
+        return r;
+    }));
+    // 4 KiB reads at pseudo-random page offsets of the 64 MiB file (host page cache warm), and
+    // the same over only the file's first 32 pages, which stay in the CPU's caches: the
+    // difference is the cost of bringing the data in from memory, the same for every server.
+    auto read_at = [&](uint64_t page) {
         fuse_read_in r{};
         r.fh = fh;
-        r.offset = (uint64_t(i) * 2654435761u % 16384) * 4096;
+        r.offset = page * 4096;
         r.size = 4096;
         Request rq(FUSE_READ, node);
         rq.obj(r);
         return rq;
+    };
+    if (want("read")) KRUNLET_CHECK(timed(fs, h, run, "read", iters, depth, "READ", [&](long i) {
+        return read_at(uint64_t(i) * 2654435761u % kDataPages);
+    }));
+    if (want("read_cached")) KRUNLET_CHECK(timed(fs, h, run, "read_cached", iters, depth, "READ", [&](long i) {
+        return read_at(uint64_t(i) * 2654435761u % kCachedPages);
     }));
     if (want("write")) KRUNLET_CHECK(timed(fs, h, run, "write", iters, depth, "WRITE", [&](long i) {
         fuse_write_in w{};
         w.fh = fh;
-        w.offset = (uint64_t(i) % 16384) * 4096;
+        w.offset = (uint64_t(i) % kDataPages) * 4096;
         w.size = 4096;
         Request rq(FUSE_WRITE, node);
         rq.obj(w).payload(4096, 0x44);
@@ -595,7 +625,7 @@ public:
         UniqueFd fd(::open(data.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
         if (!fd.valid()) return errno_error("creating " + data);
         std::vector<uint8_t> mib(1 << 20, 0x33);
-        for (int i = 0; i < 64; ++i)
+        for (uint64_t i = 0; i < kDataPages * 4096 / mib.size(); ++i)
             if (::write(fd.get(), mib.data(), mib.size()) != ssize_t(mib.size())) return errno_error("writing " + data);
         return d;
     }
@@ -652,17 +682,27 @@ Result<void> print_syscall_floor(const std::string& base, long n) {
     auto mem = VirtqDriver::create_detached(kNoQueues, kQueueSize, kDriverRam);  // a memfd, like guest RAM
     if (!mem.ok()) return mem.error();
     uint8_t* buf = (*mem)->ram() + (kDriverRam / 2);
-    double t0 = thread_cpu_s();
-    for (long i = 0; i < n; ++i)
-        if (::pread(fd.get(), buf + (i % 32) * 4096, 4096, off_t(uint64_t(i) * 2654435761u % 16384) * 4096) != 4096)
-            return errno_error("pread");
+    // The READ rows' offsets, into 32 rotating pages as the replies use them.
+    auto preads = [&](uint64_t pages) -> Result<double> {
+        double t0 = thread_cpu_s();
+        for (long i = 0; i < n; ++i) {
+            const off_t off = off_t(uint64_t(i) * 2654435761u % pages) * 4096;
+            if (::pread(fd.get(), buf + (i % 32) * 4096, 4096, off) != 4096) return errno_error("pread");
+        }
+        return (thread_cpu_s() - t0) * 1e6 / double(n);
+    };
+    auto cold = preads(kDataPages);
+    if (!cold.ok()) return cold.error();
+    auto cached = preads(kCachedPages);
+    if (!cached.ok()) return cached.error();
     double t1 = thread_cpu_s();
     struct stat st{};
     for (long i = 0; i < n; ++i)
         if (::syscall(SYS_fstat, fd.get(), &st) != 0) return errno_error("fstat");
     double t2 = thread_cpu_s();
-    std::printf("system call alone (this thread, no server): pread 4 KiB %.2f µs, fstat %.2f µs\n",
-                (t1 - t0) * 1e6 / double(n), (t2 - t1) * 1e6 / double(n));
+    std::printf("system call alone (this thread, no server): pread 4 KiB %.2f µs (data in CPU cache: %.2f µs), "
+                "fstat %.2f µs\n",
+                *cold, *cached, (t2 - t1) * 1e6 / double(n));
     return ok_result();
 }
 
@@ -707,7 +747,7 @@ CLI::App* add_fs_host_command(CLI::App& app, FsHostOptions& o) {
         ->check(CLI::Range(1, int(Channel::kMaxDepth)))->capture_default_str();
     c->add_option("--only", o.only,
                   "comma-separated measurements to run (lookup, getattr, read, create, write, lookup_new, unlink, "
-                  "readdirplus; create, lookup_new and unlink run together); default: all");
+                  "readdirplus, read_cached, unknown; create, lookup_new and unlink run together); default: all");
     c->add_option("--rounds", o.rounds, "runs per engine, alternating (ABBA); the table shows medians")
         ->check(CLI::Range(1, 100))->capture_default_str();
     c->add_option("--engines", o.engines, "krunlet, virtiofsd, or both")->capture_default_str();
