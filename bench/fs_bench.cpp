@@ -92,9 +92,10 @@ void print_table(const FsOptions& o, const std::vector<Engine>& engines) {
     print_compare_rows(TableLayout{46, 14, "krunlet", "qemu+virtiofsd"}, metrics(o), pair);
     std::printf("ratio = krunlet / qemu+virtiofsd, the median of the per-round ratios; throughput rows: higher is "
                 "better, us rows: lower is better.\n");
-    std::printf("server CPU: krunlet = its non-vCPU threads (each share is served on its own \"virtio-N\" thread); "
-                "qemu = all of virtiofsd.\nhost CPU outside vCPUs: adds QEMU's non-vCPU threads "
-                "(they relay virtio-mmio interrupts for virtiofsd).\n");
+    std::printf("server CPU: krunlet = its \"virtio-N\" threads (each share is served on its own); "
+                "qemu = all of virtiofsd.\nhost CPU outside vCPUs: adds each VMM's other non-vCPU threads "
+                "(krunlet: event loop, balloon, network; QEMU: also relays virtio-mmio interrupts for "
+                "virtiofsd).\n");
 
     if (pair.several_rounds()) {
         std::printf("\nper round, krunlet / qemu+virtiofsd (ABBA order):\n");

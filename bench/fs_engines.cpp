@@ -83,9 +83,9 @@ Result<EngineRun> run_krunlet(const EngineConfig& cfg) {
     Child& vmm = *child;
     pid_t pid = vmm.pid();
     Sampler sample = [pid]() -> Result<PhaseCpu> {
-        auto s = sample_threads(pid, is_krunlet_vcpu);
-        if (!s.ok()) return s.error();
-        return PhaseCpu{s->other_s, 0, s->matched_s};
+        auto g = sample_thread_groups(pid, is_krunlet_vcpu, is_krunlet_queue_thread);
+        if (!g.ok()) return g.error();
+        return PhaseCpu{g->server_s, g->other_s, g->vcpu_s};
     };
     return drive(vmm, sample, pid, cfg, "krunlet", start);
 }

@@ -22,13 +22,11 @@ std::string read_proc(const std::string& path) {
     return n > 0 ? std::string(buf, size_t(n)) : "";
 }
 
-}  // namespace
-
-Result<CpuSplit> sample_threads(pid_t pid, const std::function<bool(const std::string&)>& is_matched) {
+// Calls add(thread name, CPU seconds) for every live thread of `pid`.
+Result<void> for_each_thread(pid_t pid, const std::function<void(const std::string&, double)>& add) {
     std::string task_dir = "/proc/" + std::to_string(pid) + "/task";
     DIR* d = ::opendir(task_dir.c_str());
     if (d == nullptr) return errno_error("opening " + task_dir + " (the process is gone)");
-    CpuSplit split;
     while (dirent* e = ::readdir(d)) {
         if (e->d_name[0] < '0' || e->d_name[0] > '9') continue;
         std::string base = task_dir + "/" + e->d_name;
@@ -37,13 +35,33 @@ Result<CpuSplit> sample_threads(pid_t pid, const std::function<bool(const std::s
         double s = double(std::strtoull(sched.c_str(), nullptr, 10)) / 1e9;
         std::string name = read_proc(base + "/comm");
         while (!name.empty() && name.back() == '\n') name.pop_back();
-        (is_matched(name) ? split.matched_s : split.other_s) += s;
+        add(name, s);
     }
     ::closedir(d);
+    return ok_result();
+}
+
+}  // namespace
+
+Result<CpuSplit> sample_threads(pid_t pid, const ThreadNameTest& is_matched) {
+    CpuSplit split;
+    KRUNLET_CHECK(for_each_thread(pid, [&](const std::string& name, double s) {
+        (is_matched(name) ? split.matched_s : split.other_s) += s;
+    }));
     return split;
 }
 
+Result<CpuGroups> sample_thread_groups(pid_t pid, const ThreadNameTest& is_vcpu, const ThreadNameTest& is_server) {
+    CpuGroups g;
+    KRUNLET_CHECK(for_each_thread(pid, [&](const std::string& name, double s) {
+        (is_vcpu(name) ? g.vcpu_s : is_server(name) ? g.server_s : g.other_s) += s;
+    }));
+    return g;
+}
+
 bool is_krunlet_vcpu(const std::string& name) { return name.rfind("vcpu-", 0) == 0; }
+
+bool is_krunlet_queue_thread(const std::string& name) { return name.rfind("virtio-", 0) == 0; }
 
 bool is_qemu_vcpu(const std::string& name) {
     return name.rfind("CPU ", 0) == 0 && name.size() > 4 && name.find("/KVM") != std::string::npos;
