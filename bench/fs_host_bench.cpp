@@ -2,27 +2,19 @@
 // virtiofsd, on the real CPU, with no guest. This thread plays the guest: it encodes each
 // request as the guest kernel does, posts it on the server's virtqueue in shared memory with a
 // reply buffer of the size the kernel would give, kicks the queue's eventfd and sleeps on the
-// interrupt eventfd until the reply is used. Both servers get the same request stream, one
-// request in flight, and serve it on their own thread:
-//  - krunlet: devices::FsDevice (descriptor walk, request copy, used ring, interrupt) around
-//    fs::Server, on a thread named "virtio-fs" that waits as the VMM's queue thread does;
-//  - virtiofsd: the same options as under QEMU in `krunlet-bench fs`, sent the driver's memfd
-//    and rings over vhost-user (vhost_user_frontend.h).
+// interrupt eventfd until the replies are used. Both servers get the same request stream and
+// serve it on their own thread (fs_host_servers.h); the requests travel through
+// fs_host_channel.h. This file is the request script, the measurements and the table.
 // A measurement is the serving side's CPU time (/proc/PID/task/TID/schedstat, sampled while
 // it sleeps) over a batch of requests, divided by their count.
 #include <fcntl.h>
 #include <linux/fuse.h>
-#include <pthread.h>
-#include <sys/eventfd.h>
-#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/statfs.h>
 #include <unistd.h>
 
 #include <algorithm>
-#include <array>
-#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -31,304 +23,23 @@
 #include <map>
 #include <set>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "base/fd.h"
 #include "compare_table.h"
-#include "devices/fs.h"
 #include "fs_bench.h"
+#include "fs_host_channel.h"
+#include "fs_host_servers.h"
 #include "fs_workload.h"
-#include "proc_cpu.h"
-#include "vhost_user_frontend.h"
-#include "virtiofs/server.h"
-#include "virtiofsd_process.h"
 #include "virtq_driver.h"
 
 namespace krunlet::bench {
 namespace {
 
-constexpr uint16_t kQueueSize = 128;        // both queues, both servers
-constexpr size_t kDriverRam = 8u << 20;     // rings, one request and one reply buffer
-constexpr size_t kBufferBytes = (size_t{1} << 20) + 4096;
-constexpr int kReplyTimeoutMs = 10000;
+using namespace fs_host;
+
 constexpr uint64_t kDataPages = 16384;      // the data file: 64 MiB, more than the CPU caches hold
 constexpr uint64_t kCachedPages = 32;       // READ 4 KiB, data in CPU cache: the first 128 KiB
-constexpr const char* kServeThread = "virtio-fs";
-
-// Request bytes: fuse_in_header, then the op's argument structs and strings.
-class Request {
-public:
-    Request(uint32_t opcode, uint64_t nodeid) : bytes_(sizeof(fuse_in_header)) {
-        fuse_in_header h{};
-        h.opcode = opcode;
-        h.nodeid = nodeid;
-        h.pid = 1;
-        std::memcpy(bytes_.data(), &h, sizeof h);
-    }
-    template <class T>
-    Request& obj(const T& v) {
-        auto p = reinterpret_cast<const uint8_t*>(&v);
-        bytes_.insert(bytes_.end(), p, p + sizeof v);
-        return *this;
-    }
-    Request& name(const std::string& s) {  // NUL-terminated, as the kernel sends names
-        bytes_.insert(bytes_.end(), s.begin(), s.end());
-        bytes_.push_back(0);
-        return *this;
-    }
-    Request& payload(size_t n, uint8_t fill) {
-        bytes_.insert(bytes_.end(), n, fill);
-        return *this;
-    }
-    // The reply must be an error (any errno: the servers need not agree on which).
-    Request& expect_failure() {
-        expect_failure_ = true;
-        return *this;
-    }
-    bool expects_failure() const { return expect_failure_; }
-    uint32_t opcode() const {
-        fuse_in_header h;
-        std::memcpy(&h, bytes_.data(), sizeof h);
-        return h.opcode;
-    }
-    // Fixes up len and unique; call after the last append.
-    const std::vector<uint8_t>& finish(uint64_t unique) {
-        fuse_in_header h;
-        std::memcpy(&h, bytes_.data(), sizeof h);
-        h.len = uint32_t(bytes_.size());
-        h.unique = unique;
-        std::memcpy(bytes_.data(), &h, sizeof h);
-        return bytes_;
-    }
-
-private:
-    std::vector<uint8_t> bytes_;
-    bool expect_failure_ = false;
-};
-
-// The serving side of one engine, behind the virtqueues of driver().
-class ServedFs {
-public:
-    virtual ~ServedFs() = default;
-    virtual VirtqDriver& driver() = 0;
-    // CPU seconds the serving side has used so far; exact while it sleeps.
-    virtual Result<double> cpu_s() = 0;
-};
-
-class KrunletFs final : public ServedFs {
-public:
-    static Result<std::unique_ptr<KrunletFs>> start(const std::string& root) {
-        std::unique_ptr<KrunletFs> k(new KrunletFs());
-        fs::ServerConfig cfg;
-        cfg.root_dir = root;
-        cfg.cache = fs::CachePolicy::Auto;  // what krunlet uses for the root filesystem
-        auto server = fs::Server::create(cfg);
-        if (!server.ok()) return server.error();
-        auto dev = devices::FsDevice::create("bench", std::move(*server));
-        if (!dev.ok()) return dev.error();
-        k->dev_ = std::move(*dev);
-        auto drv = VirtqDriver::create_detached(k->dev_->queue_max_sizes(), kQueueSize, kDriverRam, true);
-        if (!drv.ok()) return drv.error();
-        k->drv_ = std::move(*drv);
-        KRUNLET_CHECK(k->drv_->activate(*k->dev_, virtio::kFeatureVersion1 | virtio::kFeatureEventIdx));
-        // What the VMM's QueueThread (lib/vmm/device_slot.cpp) does: block in read() on the
-        // one kick eventfd, then serve every queue.
-        k->thread_ = std::thread([p = k.get()] {
-            ::prctl(PR_SET_NAME, kServeThread);
-            const int kick = p->drv_->kick_fd(0);
-            uint64_t v;
-            while (::read(kick, &v, sizeof v) == sizeof v && !p->stopping_)
-                for (uint16_t q = 0; q < p->drv_->queue_count(); ++q) (void)p->dev_->queue_notify(q);
-        });
-        return k;
-    }
-    ~KrunletFs() override {
-        if (thread_.joinable()) {
-            stopping_ = true;
-            drv_->kick(0);
-            thread_.join();
-        }
-    }
-    VirtqDriver& driver() override { return *drv_; }
-    Result<double> cpu_s() override {
-        auto s = sample_threads(::getpid(), [](const std::string& n) { return n == kServeThread; });
-        if (!s.ok()) return s.error();
-        return s->matched_s;
-    }
-
-private:
-    KrunletFs() = default;
-    std::unique_ptr<devices::FsDevice> dev_;
-    std::unique_ptr<VirtqDriver> drv_;  // after the device: destroyed before it
-    std::atomic<bool> stopping_{false};
-    std::thread thread_;
-};
-
-class VirtiofsdFs final : public ServedFs {
-public:
-    static Result<std::unique_ptr<VirtiofsdFs>> start(const std::string& program, const std::string& root) {
-        auto proc = Virtiofsd::start(program, root);
-        if (!proc.ok()) return proc.error();
-        std::unique_ptr<VirtiofsdFs> v(new VirtiofsdFs(std::move(*proc)));
-        static constexpr uint16_t kMax[] = {kQueueSize, kQueueSize};  // hiprio, request
-        auto drv = VirtqDriver::create_detached(kMax, kQueueSize, kDriverRam);
-        if (!drv.ok()) return drv.error();
-        v->drv_ = std::move(*drv);
-        auto fe = VhostUserFrontend::connect(v->proc_.socket());
-        if (!fe.ok()) return fe.error();
-        v->frontend_ = std::move(*fe);
-        if (auto r = v->frontend_->start(*v->drv_); !r.ok())
-            return make_error(r.error().code, r.error().message + "; virtiofsd stderr:\n" + v->proc_.process().stderr_tail());
-        return v;
-    }
-    VirtqDriver& driver() override { return *drv_; }
-    Result<double> cpu_s() override {
-        auto s = sample_threads(proc_.process().pid(), [](const std::string&) { return false; });
-        if (!s.ok()) return s.error();
-        return s->total();
-    }
-    std::string stderr_tail() { return proc_.process().stderr_tail(); }
-
-private:
-    explicit VirtiofsdFs(Virtiofsd proc) : proc_(std::move(proc)) {}
-    Virtiofsd proc_;  // destroyed last: it waits for virtiofsd to see the socket close
-    std::unique_ptr<VirtqDriver> drv_;
-    std::unique_ptr<VhostUserFrontend> frontend_;
-};
-
-// Requests through the server's queues, `depth` at a time (posted together, one kick, then
-// every reply awaited): hiprio for FORGET (no reply, as the guest kernel sends it), the request
-// queue for everything else.
-class Channel {
-public:
-    static constexpr size_t kMaxDepth = 32;
-    static constexpr size_t kRequestSlot = 8192;   // the biggest: WRITE 4 KiB + headers
-    static constexpr size_t kReplySlot = 40960;    // the biggest: READDIRPLUS of 32 KiB
-
-    static Result<Channel> create(ServedFs& fs) {
-        VirtqDriver& d = fs.driver();
-        auto req = d.alloc(kMaxDepth * kRequestSlot, 4096);
-        auto rep = d.alloc(kMaxDepth * kReplySlot, 4096);
-        if (!req.ok() || !rep.ok()) return make_error(ENOMEM, "driver memory too small for the buffers");
-        return Channel(d, *req, *rep);
-    }
-
-    Result<void> call(Request& r, const char* what) {
-        Request* one = &r;
-        return batch(std::span<Request* const>(&one, 1), what);
-    }
-
-    // Sends the requests (all FORGETs or none) and waits for every reply; a reply that is not
-    // the one expected (an error, or a success where an error was asked for) ends the
-    // benchmark (it would measure nothing).
-    Result<void> batch(std::span<Request* const> rs, const char* what) {
-        if (rs.empty() || rs.size() > kMaxDepth) return make_error(EINVAL, std::string(what) + ": bad batch size");
-        heads_.clear();
-        // All FORGETs or none: the queue is the first request's.
-        const uint16_t q = rs[0]->opcode() == FUSE_FORGET ? devices::FsDevice::kHiprioQueue
-                                                          : devices::FsDevice::kRequestQueue;
-        // One interrupt for the whole batch, asked for before any of it is posted: a server
-        // still awake from the last batch may start on the first requests at once.
-        d_.interrupt_after(q, static_cast<uint16_t>(rs.size()));
-        for (size_t i = 0; i < rs.size(); ++i) {
-            const auto& bytes = rs[i]->finish(++unique_);
-            uniques_[i] = unique_;
-            if (bytes.size() > kRequestSlot) return make_error(EINVAL, std::string(what) + ": request too big");
-            const bool forget = rs[i]->opcode() == FUSE_FORGET;
-            if (forget != (q == devices::FsDevice::kHiprioQueue))
-                return make_error(EINVAL, std::string(what) + ": a batch mixes FORGET with replies");
-            const uint64_t req = req_ + i * kRequestSlot;
-            std::memcpy(d_.host(req, bytes.size()), bytes.data(), bytes.size());
-            std::vector<Segment> segs{{req, static_cast<uint32_t>(bytes.size()), false}};
-            if (!forget) segs.push_back({rep_ + i * kReplySlot, static_cast<uint32_t>(reply_room(bytes)), true});
-            auto head = d_.post(q, segs);
-            if (!head) return make_error(EIO, std::string(what) + ": no free descriptors");
-            heads_.push_back(*head);
-        }
-        d_.kick(q);
-        std::array<uint32_t, kMaxDepth> lens{};
-        auto w = d_.wait_used(q, heads_, std::span<uint32_t>(lens.data(), rs.size()), kReplyTimeoutMs);
-        if (!w.ok()) return make_error(w.error().code, std::string(what) + ": " + w.error().message);
-        if (q == devices::FsDevice::kHiprioQueue) return ok_result();  // FORGET: no reply by design
-        for (size_t i = 0; i < rs.size(); ++i) {
-            if (lens[i] < sizeof(fuse_out_header)) return make_error(EIO, std::string(what) + ": no reply");
-            fuse_out_header oh;
-            std::memcpy(&oh, d_.host(rep_ + i * kReplySlot, sizeof oh), sizeof oh);
-            if (oh.len != lens[i] || oh.unique != uniques_[i])
-                return make_error(EIO, std::string(what) + ": malformed reply");
-            bodies_[i] = lens[i] - sizeof oh;
-            if (rs[i]->expects_failure() != (oh.error != 0)) {
-                if (oh.error == 0) return make_error(EIO, std::string(what) + " succeeded; it should have failed");
-                return make_error(-oh.error, std::string(what) + " failed: " + std::strerror(-oh.error));
-            }
-        }
-        return ok_result();
-    }
-    // The reply to the request in position `slot` of the last batch.
-    size_t reply_body_size(size_t slot = 0) const { return bodies_[slot]; }
-    template <class T>
-    T reply(size_t off = 0, size_t slot = 0) const {
-        T v{};
-        if (sizeof(fuse_out_header) + off + sizeof v <= kReplySlot)
-            std::memcpy(&v, d_.host(rep_ + slot * kReplySlot + sizeof(fuse_out_header) + off, sizeof v), sizeof v);
-        return v;
-    }
-
-private:
-    Channel(VirtqDriver& d, uint64_t req, uint64_t rep) : d_(d), req_(req), rep_(rep) {}
-
-    // The reply buffer the guest kernel posts: the out header plus the op's reply struct, or
-    // the requested size for reads (fuse_simple_request's out_args; virtio_fs.c maps exactly
-    // those). A server may do work in proportion to the buffer it is given.
-    static size_t reply_room(const std::vector<uint8_t>& req) {
-        fuse_in_header ih;
-        std::memcpy(&ih, req.data(), sizeof ih);
-        size_t body = 0;
-        switch (ih.opcode) {
-            case FUSE_INIT: body = sizeof(fuse_init_out); break;
-            case FUSE_LOOKUP: body = sizeof(fuse_entry_out); break;
-            case FUSE_GETATTR: body = sizeof(fuse_attr_out); break;
-            case FUSE_OPEN:
-            case FUSE_OPENDIR: body = sizeof(fuse_open_out); break;
-            case FUSE_CREATE: body = sizeof(fuse_entry_out) + sizeof(fuse_open_out); break;
-            case FUSE_WRITE: body = sizeof(fuse_write_out); break;
-            case FUSE_READ:
-            case FUSE_READDIRPLUS: {
-                fuse_read_in ri;
-                std::memcpy(&ri, req.data() + sizeof ih, sizeof ri);
-                body = ri.size;
-                break;
-            }
-            default: break;  // UNLINK, RELEASE, RELEASEDIR: the header alone
-        }
-        return std::min(kReplySlot, sizeof(fuse_out_header) + body);
-    }
-    VirtqDriver& d_;
-    uint64_t req_, rep_;  // guest-physical slot arrays
-    uint64_t unique_ = 0;
-    std::vector<uint16_t> heads_;
-    std::array<uint64_t, kMaxDepth> uniques_{};
-    std::array<size_t, kMaxDepth> bodies_{};  // bytes after each reply's fuse_out_header
-};
-
-// `n` requests made by `make(i)`, sent `depth` at a time; `done(i, slot)` sees each reply.
-Result<void> in_batches(Channel& h, long n, int depth, const char* what, const std::function<Request(long)>& make,
-                        const std::function<void(long, size_t)>& done = {}) {
-    std::vector<Request> rs;
-    std::vector<Request*> ptrs;
-    for (long i = 0; i < n;) {
-        rs.clear();
-        ptrs.clear();
-        const long first = i;
-        for (; i < n && i - first < depth; ++i) rs.push_back(make(i));
-        for (auto& r : rs) ptrs.push_back(&r);
-        KRUNLET_CHECK(h.batch(ptrs, what));
-        if (done)
-            for (long k = first; k < i; ++k) done(k, static_cast<size_t>(k - first));
-    }
-    return ok_result();
-}
 
 // The result of one engine's run: per metric, server CPU and round trip per request, in µs.
 struct HostRun {

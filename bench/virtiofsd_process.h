@@ -1,6 +1,6 @@
 // QEMU's C virtiofsd as krunlet-bench starts it, for both places that compare against it: the
 // guest workload under QEMU (fs_engines.cpp) and the host-side request harness
-// (fs_host_bench.cpp). Its settings match krunlet's server (docs/bench.md, "What is matched").
+// (fs_host_servers.cpp). Its settings match krunlet's server (docs/bench.md, "What is matched").
 #pragma once
 
 #include <string>
